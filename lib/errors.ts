@@ -1,0 +1,67 @@
+import createError from '@fastify/error'
+
+// Every error the plugin raises, in one place. Messages say what to change.
+
+export const FST_QUART_SESSION_INVALID_OPTION = createError<'FST_QUART_SESSION_INVALID_OPTION', [string, string]>(
+  'FST_QUART_SESSION_INVALID_OPTION',
+  'Invalid option "%s": %s',
+  500,
+  TypeError
+)
+
+export const FST_QUART_SESSION_UNKNOWN_TYPE = createError<'FST_QUART_SESSION_UNKNOWN_TYPE', [string]>(
+  'FST_QUART_SESSION_UNKNOWN_TYPE',
+  'Invalid option "type": unknown session type %s; use "memory", "redis" or "memcached", or pass an adapter as "store"',
+  500,
+  TypeError
+)
+
+export const FST_QUART_SESSION_WEAK_SECRET = createError<'FST_QUART_SESSION_WEAK_SECRET', [string]>(
+  'FST_QUART_SESSION_WEAK_SECRET',
+  'Invalid option "secret": %s; use random strings of at least 32 characters (e.g. `openssl rand -base64 48`)',
+  500,
+  TypeError
+)
+
+export const FST_QUART_SESSION_CONNECT = createError<'FST_QUART_SESSION_CONNECT', [string, string]>(
+  'FST_QUART_SESSION_CONNECT',
+  'Could not reach the session backend at %s: %s. Start it, or fix the "uri"/"servers"/"client" option',
+  500
+)
+
+export const FST_QUART_SESSION_BACKEND = createError<'FST_QUART_SESSION_BACKEND', [string, string]>(
+  'FST_QUART_SESSION_BACKEND',
+  'Session backend failed during %s: %s',
+  503
+)
+
+export const FST_QUART_SESSION_TIMEOUT = createError<'FST_QUART_SESSION_TIMEOUT', [string, number]>(
+  'FST_QUART_SESSION_TIMEOUT',
+  'Session backend did not answer %s within %d s; check that it is running or raise the "timeout" option',
+  503
+)
+
+export const FST_QUART_SESSION_DISABLED = createError<'FST_QUART_SESSION_DISABLED', [string]>(
+  'FST_QUART_SESSION_DISABLED',
+  'Sessions are off for route %s (static file, or config.session === false); set config: { session: true } on the route to use request.session there',
+  500
+)
+
+export const FST_QUART_SESSION_INVALID_KEY = createError<'FST_QUART_SESSION_INVALID_KEY', [string]>(
+  'FST_QUART_SESSION_INVALID_KEY',
+  'Invalid session key %s: keys must be strings other than "__proto__"',
+  500,
+  TypeError
+)
+
+export const FST_QUART_SESSION_SERIALIZE = createError<'FST_QUART_SESSION_SERIALIZE', [string]>(
+  'FST_QUART_SESSION_SERIALIZE',
+  'Session data could not be serialized: %s. Store only values the serializer supports (devalue: no functions, symbols or class instances)',
+  500
+)
+
+export const FST_QUART_SESSION_VALUE_TOO_LARGE = createError<'FST_QUART_SESSION_VALUE_TOO_LARGE', [number, number]>(
+  'FST_QUART_SESSION_VALUE_TOO_LARGE',
+  'Session record of %d bytes exceeds the backend item limit of %d bytes; store less in the session',
+  500
+)

@@ -1,0 +1,39 @@
+/**
+ * The adapter contract. An adapter stores strings under keys with a time to live; it knows
+ * nothing about sessions, cookies or serialization: the core owns all of that.
+ *
+ * Every adapter runs the shared contract suite in `test/contract.ts`.
+ */
+export interface SessionStore {
+  /**
+   * The value stored under `key`, or `undefined` when there is none or it has expired.
+   * "Not found" is never an error; a failing backend is (reject).
+   */
+  get (key: string): Promise<string | undefined>
+  /**
+   * Store `value` under `key`, replacing any previous value. `ttlSeconds` is a whole number of
+   * seconds: `> 0` expires the entry that long after this call, `0` keeps it until deleted or
+   * evicted. Value and TTL are written together (never a value without its expiry).
+   */
+  set (key: string, value: string, ttlSeconds: number): Promise<void>
+  /** Remove `key`. Removing a missing key is not an error. */
+  delete (key: string): Promise<void>
+  /**
+   * Optional: restart the TTL of an existing entry without sending its value again
+   * (`ttlSeconds` as in `set`). Missing keys are ignored. Without it the core re-`set`s.
+   */
+  touch? (key: string, ttlSeconds: number): Promise<void>
+  /**
+   * Optional: called once at registration, before `ready()` resolves, so an unreachable
+   * backend fails the boot rather than the first request.
+   */
+  ready? (): Promise<void>
+  /** Optional: release what the adapter opened. Called from `onClose`. */
+  close? (): Promise<void>
+}
+
+/** Options every built-in adapter factory receives from the plugin. */
+export interface StoreFactoryOptions {
+  /** Seconds a single backend operation may take before it fails. */
+  timeout: number
+}

@@ -1,0 +1,90 @@
+import type { SessionStore } from '../store.js'
+import { FST_QUART_SESSION_INVALID_OPTION } from '../errors.js'
+
+export interface MemoryStoreOptions {
+  /** Most entries kept; the least recently used one is evicted beyond it. Default 10 000. */
+  maxEntries?: number
+}
+
+interface Entry {
+  value: string
+  /** Milliseconds since the epoch; 0 = no expiry. */
+  expires: number
+}
+
+/**
+ * An in-process store: bounded (least recently used eviction), expiring entries lazily when they
+ * are read, with no timer to hold the process open. It keeps serialized strings, so it behaves
+ * like a real backend (no shared object references between requests). Per process and lost on
+ * restart: for development, tests and single-process apps.
+ */
+export class MemoryStore implements SessionStore {
+  readonly maxEntries: number
+  // A Map iterates in insertion order: re-inserting on use keeps the oldest entry first.
+  readonly #entries = new Map<string, Entry>()
+
+  constructor (options: MemoryStoreOptions = {}) {
+    const maxEntries = options.maxEntries ?? 10_000
+    if (!Number.isSafeInteger(maxEntries) || maxEntries < 1) {
+      throw new FST_QUART_SESSION_INVALID_OPTION('maxEntries', 'must be a positive integer')
+    }
+    this.maxEntries = maxEntries
+  }
+
+  /** Live entries right now (expired ones still held are not counted). */
+  get size (): number {
+    let n = 0
+    const now = Date.now()
+    for (const entry of this.#entries.values()) if (entry.expires === 0 || entry.expires > now) n++
+    return n
+  }
+
+  async get (key: string): Promise<string | undefined> {
+    const entry = this.#live(key)
+    if (entry === undefined) return undefined
+    this.#entries.delete(key)
+    this.#entries.set(key, entry)
+    return entry.value
+  }
+
+  async set (key: string, value: string, ttlSeconds: number): Promise<void> {
+    const entries = this.#entries
+    entries.delete(key)
+    entries.set(key, { value, expires: ttlSeconds > 0 ? Date.now() + ttlSeconds * 1000 : 0 })
+    if (entries.size > this.maxEntries) this.#evict()
+  }
+
+  async delete (key: string): Promise<void> {
+    this.#entries.delete(key)
+  }
+
+  async touch (key: string, ttlSeconds: number): Promise<void> {
+    const entry = this.#live(key)
+    if (entry === undefined) return
+    entry.expires = ttlSeconds > 0 ? Date.now() + ttlSeconds * 1000 : 0
+    this.#entries.delete(key)
+    this.#entries.set(key, entry)
+  }
+
+  async close (): Promise<void> {
+    this.#entries.clear()
+  }
+
+  #live (key: string): Entry | undefined {
+    const entry = this.#entries.get(key)
+    if (entry === undefined) return undefined
+    if (entry.expires !== 0 && entry.expires <= Date.now()) {
+      this.#entries.delete(key)
+      return undefined
+    }
+    return entry
+  }
+
+  #evict (): void {
+    // The first key is the least recently used; one out, one in keeps eviction O(1).
+    for (const key of this.#entries.keys()) {
+      this.#entries.delete(key)
+      return
+    }
+  }
+}
