@@ -43,7 +43,7 @@ export const FST_QUART_SESSION_TIMEOUT = createError<'FST_QUART_SESSION_TIMEOUT'
 
 export const FST_QUART_SESSION_DISABLED = createError<'FST_QUART_SESSION_DISABLED', [string]>(
   'FST_QUART_SESSION_DISABLED',
-  'Sessions are off for route %s (static file, or config.session === false); set config: { session: true } on the route to use request.session there',
+  'request.session.%s is not available: sessions are off for this route (a static file route, or config.session === false). Set config: { session: true } on the route to use them there',
   500
 )
 
@@ -64,4 +64,17 @@ export const FST_QUART_SESSION_VALUE_TOO_LARGE = createError<'FST_QUART_SESSION_
   'FST_QUART_SESSION_VALUE_TOO_LARGE',
   'Session record of %d bytes exceeds the backend item limit of %d bytes; store less in the session',
   500
+)
+
+export const FST_QUART_SESSION_CORRUPT_RECORD = createError<'FST_QUART_SESSION_CORRUPT_RECORD', [string]>(
+  'FST_QUART_SESSION_CORRUPT_RECORD',
+  'Session record could not be read: %s. The request got a fresh session; if you changed "serializer", old records are unreadable by design',
+  500
+)
+
+export const FST_QUART_SESSION_INVALID_ARGUMENT = createError<'FST_QUART_SESSION_INVALID_ARGUMENT', [string, string]>(
+  'FST_QUART_SESSION_INVALID_ARGUMENT',
+  'Invalid argument "%s": %s',
+  500,
+  TypeError
 )

@@ -1,0 +1,69 @@
+import type { SessionStore } from './store.js'
+import type { Serializer } from './serializer.js'
+import { backendError } from './backend.js'
+import { FST_QUART_SESSION_CORRUPT_RECORD, FST_QUART_SESSION_INVALID_ARGUMENT } from './errors.js'
+
+/**
+ * `fastify.sessionStore`: the session backend used directly, as a cache (Quart-Session's
+ * `app.session_interface`). Values go through the session serializer; keys are used as given
+ * (no `keyPrefix`), so they never collide with session records.
+ */
+export class DirectStore {
+  /** The adapter underneath, for what this API does not cover. */
+  readonly adapter: SessionStore
+  readonly #serializer: Serializer
+
+  constructor (adapter: SessionStore, serializer: Serializer) {
+    this.adapter = adapter
+    this.#serializer = serializer
+  }
+
+  async get<T = unknown> (key: string): Promise<T | undefined> {
+    checkKey(key)
+    let text: string | undefined
+    try {
+      text = await this.adapter.get(key)
+    } catch (err) {
+      throw backendError('read', err)
+    }
+    if (text === undefined) return undefined
+    try {
+      return this.#serializer.parse(text) as T
+    } catch (err) {
+      throw Object.assign(new FST_QUART_SESSION_CORRUPT_RECORD((err as Error)?.message ?? String(err)), { cause: err })
+    }
+  }
+
+  /** Store `value` under `key`; it expires after `expirySeconds` (rounded up), or never when omitted. */
+  async set (key: string, value: unknown, expirySeconds?: number): Promise<void> {
+    checkKey(key)
+    let ttl = 0
+    if (expirySeconds !== undefined) {
+      if (typeof expirySeconds !== 'number' || !Number.isFinite(expirySeconds) || expirySeconds <= 0) {
+        throw new FST_QUART_SESSION_INVALID_ARGUMENT('expirySeconds', 'must be a number of seconds above 0, or omitted for no expiry')
+      }
+      ttl = Math.ceil(expirySeconds)
+    }
+    const text = this.#serializer.stringify(value)
+    try {
+      await this.adapter.set(key, text, ttl)
+    } catch (err) {
+      throw backendError('write', err)
+    }
+  }
+
+  async delete (key: string): Promise<void> {
+    checkKey(key)
+    try {
+      await this.adapter.delete(key)
+    } catch (err) {
+      throw backendError('delete', err)
+    }
+  }
+}
+
+function checkKey (key: unknown): void {
+  if (typeof key !== 'string' || key.length === 0) {
+    throw new FST_QUART_SESSION_INVALID_ARGUMENT('key', 'must be a non-empty string')
+  }
+}

@@ -1,0 +1,271 @@
+import type { SessionStore } from './store.js'
+import type { Serializer } from './serializer.js'
+import type { CookieOptions } from './cookie.js'
+import { devalueSerializer } from './serializer.js'
+import {
+  FST_QUART_SESSION_INVALID_OPTION, FST_QUART_SESSION_UNKNOWN_TYPE, FST_QUART_SESSION_WEAK_SECRET
+} from './errors.js'
+
+export type SessionType = 'memory' | 'redis' | 'memcached'
+
+export interface QuartSessionOptions {
+  /** Backend (`SESSION_TYPE`). Default `'memory'`. */
+  type?: SessionType
+  /** Any adapter implementing `SessionStore`; wins over `type`. Never closed by the plugin. */
+  store?: SessionStore
+  /** Redis URL for a client the plugin creates and closes (`SESSION_URI`). */
+  uri?: string
+  /** A client you built (node-redis client or cluster, or a `memcached` instance); never closed by the plugin. */
+  client?: object
+  /** Memcached location(s): `'host:port'`, an array, or `{ 'host:port': weight }`. */
+  servers?: string | string[] | Record<string, number>
+  /** Prefix of every session key in the backend (`SESSION_KEY_PREFIX`). Default `'session:'`. */
+  keyPrefix?: string
+  /** Signs the cookie (`SESSION_USE_SIGNER` + `SECRET_KEY`); an array rotates: the first signs, all verify. */
+  secret?: string | string[]
+  /** Cookie name (`SESSION_COOKIE_NAME`). Default `'session'`. */
+  cookieName?: string
+  /** Cookie attributes (`SESSION_COOKIE_*`). */
+  cookie?: CookieOptions
+  /** Seconds a session lives after its last write (`PERMANENT_SESSION_LIFETIME`). Default 31 days. */
+  maxAge?: number
+  /** `false`: browser-session cookies (`SESSION_PERMANENT`). Default `true`. */
+  permanent?: boolean
+  /** Pin each session to the client address (`SESSION_PROTECTION`). Needs `secret`. */
+  protection?: boolean
+  /** Take the client address from the right-most `X-Forwarded-For` entry (`SESSION_REVERSE_PROXY`). */
+  reverseProxy?: boolean
+  /** `true`: static file routes get sessions too (`SESSION_STATIC_FILE`). Default `false`. */
+  staticFiles?: boolean
+  /** Record serializer. Default devalue. */
+  serializer?: Serializer
+  /** Seconds a backend operation may take before the request fails (redis, memcached). Default 2. */
+  timeout?: number
+  /** Most sessions the memory store keeps (least recently used are evicted). Default 10 000. */
+  maxEntries?: number
+}
+
+export interface ResolvedOptions {
+  type: SessionType
+  store: SessionStore | undefined
+  uri: string | undefined
+  client: object | undefined
+  servers: string | string[] | Record<string, number> | undefined
+  keyPrefix: string
+  secrets: string[] | undefined
+  cookieName: string
+  cookie: Required<Pick<CookieOptions, 'path' | 'httpOnly' | 'secure' | 'sameSite'>> & CookieOptions
+  maxAge: number
+  permanent: boolean
+  protection: boolean
+  reverseProxy: boolean
+  staticFiles: boolean
+  serializer: Serializer
+  timeout: number
+  maxEntries: number
+}
+
+export const THIRTY_ONE_DAYS = 31 * 24 * 60 * 60
+
+// Fastify's own register options travel in the same object; they are not ours to refuse.
+const FASTIFY_REGISTER_OPTIONS = new Set(['prefix', 'logLevel', 'logSerializers'])
+const OPTION_NAMES = new Set([
+  'type', 'store', 'uri', 'client', 'servers', 'keyPrefix', 'secret', 'cookieName', 'cookie', 'maxAge',
+  'permanent', 'protection', 'reverseProxy', 'staticFiles', 'serializer', 'timeout', 'maxEntries'
+])
+const COOKIE_OPTION_NAMES = new Set(['path', 'domain', 'httpOnly', 'secure', 'sameSite', 'partitioned', 'priority'])
+const TYPES = new Set<string>(['memory', 'redis', 'memcached'])
+// RFC 6265 token characters for the cookie name; attribute values must not break the header.
+const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+const ATTRIBUTE_VALUE = /^[\x21-\x3A\x3C-\x7E]+$/
+const MIN_SECRET_LENGTH = 32
+
+const invalid = (name: string, why: string): Error => new FST_QUART_SESSION_INVALID_OPTION(name, why)
+
+function boolean (options: Record<string, unknown>, name: string, fallback: boolean): boolean {
+  const value = options[name]
+  if (value === undefined) return fallback
+  if (typeof value !== 'boolean') throw invalid(name, `must be true or false, got ${describe(value)}`)
+  return value
+}
+
+function describe (value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value)
+  if (value === null || typeof value !== 'object') return String(value)
+  return Array.isArray(value) ? 'an array' : 'an object'
+}
+
+/** Read and check every option once, at registration. Throws the first problem found. */
+export function resolveOptions (input: QuartSessionOptions | undefined): ResolvedOptions {
+  if (input !== undefined && (typeof input !== 'object' || input === null)) {
+    throw invalid('options', 'must be an object')
+  }
+  // A copy: the caller's object is never changed.
+  const options: Record<string, unknown> = { ...input }
+  for (const name of Object.keys(options)) {
+    if (!OPTION_NAMES.has(name) && !FASTIFY_REGISTER_OPTIONS.has(name)) {
+      throw invalid(name, `unknown option; known options are ${[...OPTION_NAMES].join(', ')}`)
+    }
+  }
+
+  const type = options.type ?? 'memory'
+  if (typeof type !== 'string' || !TYPES.has(type)) throw new FST_QUART_SESSION_UNKNOWN_TYPE(describe(type))
+
+  const store = options.store
+  if (store !== undefined) {
+    if (typeof store !== 'object' || store === null) throw invalid('store', 'must be an object implementing SessionStore')
+    for (const method of ['get', 'set', 'delete'] as const) {
+      if (typeof (store as Record<string, unknown>)[method] !== 'function') {
+        throw invalid('store', `must implement SessionStore: ${method}() is missing`)
+      }
+    }
+  }
+
+  const uri = options.uri
+  if (uri !== undefined) {
+    if (typeof uri !== 'string') throw invalid('uri', 'must be a redis:// or rediss:// URL string')
+    let protocol: string
+    try {
+      protocol = new URL(uri).protocol
+    } catch {
+      throw invalid('uri', 'is not a URL; expected e.g. redis://:password@localhost:6379')
+    }
+    if (protocol !== 'redis:' && protocol !== 'rediss:') throw invalid('uri', `must use redis:// or rediss://, got ${protocol}`)
+  }
+
+  const client = options.client
+  if (client !== undefined && (typeof client !== 'object' || client === null)) {
+    throw invalid('client', 'must be a node-redis client or cluster, or a memcached instance')
+  }
+
+  const servers = options.servers
+  if (servers !== undefined && !isServers(servers)) {
+    throw invalid('servers', "must be 'host:port', an array of them, or an object of { 'host:port': weight }")
+  }
+
+  const keyPrefix = options.keyPrefix ?? 'session:'
+  if (typeof keyPrefix !== 'string') throw invalid('keyPrefix', 'must be a string')
+
+  let secrets: string[] | undefined
+  if (options.secret !== undefined) {
+    const secret = options.secret
+    secrets = Array.isArray(secret) ? [...secret] : [secret as string]
+    if (secrets.length === 0) throw new FST_QUART_SESSION_WEAK_SECRET('the secret array is empty')
+    for (const s of secrets) {
+      if (typeof s !== 'string') throw invalid('secret', 'must be a string or an array of strings')
+      if (s.length < MIN_SECRET_LENGTH) {
+        throw new FST_QUART_SESSION_WEAK_SECRET(`a secret of ${s.length} characters is too short`)
+      }
+    }
+  }
+
+  const cookieName = options.cookieName ?? 'session'
+  if (typeof cookieName !== 'string' || !COOKIE_NAME.test(cookieName)) {
+    throw invalid('cookieName', 'must be a non-empty cookie name (letters, digits and !#$%&\'*+-.^_`|~)')
+  }
+
+  const cookie = resolveCookie(options.cookie)
+
+  const maxAge = options.maxAge ?? THIRTY_ONE_DAYS
+  if (typeof maxAge !== 'number' || !Number.isSafeInteger(maxAge) || maxAge <= 0) {
+    throw invalid('maxAge', `must be a whole number of seconds above 0, got ${describe(maxAge)}`)
+  }
+
+  const permanent = boolean(options, 'permanent', true)
+  const protection = boolean(options, 'protection', false)
+  const reverseProxy = boolean(options, 'reverseProxy', false)
+  const staticFiles = boolean(options, 'staticFiles', false)
+  if (protection && secrets === undefined) {
+    throw invalid('protection', 'needs "secret": the client address is stored as a hash keyed with it, never raw')
+  }
+
+  const serializer = options.serializer ?? devalueSerializer
+  if (typeof serializer !== 'object' || serializer === null ||
+      typeof (serializer as Serializer).stringify !== 'function' || typeof (serializer as Serializer).parse !== 'function') {
+    throw invalid('serializer', 'must be an object with stringify(value): string and parse(text): unknown functions')
+  }
+
+  const timeout = options.timeout ?? 2
+  if (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout <= 0) {
+    throw invalid('timeout', `must be a number of seconds above 0, got ${describe(timeout)}`)
+  }
+
+  const maxEntries = options.maxEntries ?? 10_000
+  if (typeof maxEntries !== 'number' || !Number.isSafeInteger(maxEntries) || maxEntries < 1) {
+    throw invalid('maxEntries', `must be a whole number above 0, got ${describe(maxEntries)}`)
+  }
+
+  return {
+    type: type as SessionType,
+    store: store as SessionStore | undefined,
+    uri,
+    client: client as object | undefined,
+    servers: servers as ResolvedOptions['servers'],
+    keyPrefix,
+    secrets,
+    cookieName,
+    cookie,
+    maxAge,
+    permanent,
+    protection,
+    reverseProxy,
+    staticFiles,
+    serializer: serializer as Serializer,
+    timeout,
+    maxEntries
+  }
+}
+
+function resolveCookie (input: unknown): ResolvedOptions['cookie'] {
+  if (input !== undefined && (typeof input !== 'object' || input === null || Array.isArray(input))) {
+    throw invalid('cookie', 'must be an object of cookie attributes')
+  }
+  const options: Record<string, unknown> = { ...(input as object | undefined) }
+  for (const name of Object.keys(options)) {
+    if (!COOKIE_OPTION_NAMES.has(name)) {
+      const hint = name === 'maxAge' || name === 'expires' ? '; the lifetime is the top-level "maxAge" option (seconds)' : ''
+      throw invalid(`cookie.${name}`, `unknown cookie attribute; known are ${[...COOKIE_OPTION_NAMES].join(', ')}${hint}`)
+    }
+  }
+  const path = options.path ?? '/'
+  if (typeof path !== 'string' || !path.startsWith('/') || !ATTRIBUTE_VALUE.test(path)) {
+    throw invalid('cookie.path', 'must be a path starting with "/" without ";" or spaces')
+  }
+  const domain = options.domain
+  if (domain !== undefined && (typeof domain !== 'string' || !ATTRIBUTE_VALUE.test(domain))) {
+    throw invalid('cookie.domain', 'must be a domain name without ";" or spaces')
+  }
+  const httpOnly = options.httpOnly ?? true
+  if (typeof httpOnly !== 'boolean') throw invalid('cookie.httpOnly', 'must be true or false')
+  const secure = options.secure ?? 'auto'
+  if (secure !== true && secure !== false && secure !== 'auto') throw invalid('cookie.secure', "must be true, false or 'auto'")
+  const sameSite = options.sameSite ?? 'lax'
+  if (sameSite !== 'lax' && sameSite !== 'strict' && sameSite !== 'none' && sameSite !== true && sameSite !== false) {
+    throw invalid('cookie.sameSite', "must be 'lax', 'strict', 'none', true (strict) or false (no attribute)")
+  }
+  const partitioned = options.partitioned
+  if (partitioned !== undefined && typeof partitioned !== 'boolean') throw invalid('cookie.partitioned', 'must be true or false')
+  const priority = options.priority
+  if (priority !== undefined && priority !== 'low' && priority !== 'medium' && priority !== 'high') {
+    throw invalid('cookie.priority', "must be 'low', 'medium' or 'high'")
+  }
+  return {
+    path,
+    domain: domain as string | undefined,
+    httpOnly,
+    secure,
+    sameSite,
+    partitioned: partitioned as boolean | undefined,
+    priority: priority as CookieOptions['priority']
+  }
+}
+
+function isServers (value: unknown): boolean {
+  if (typeof value === 'string') return value.length > 0
+  if (Array.isArray(value)) return value.length > 0 && value.every((s) => typeof s === 'string' && s.length > 0)
+  if (typeof value === 'object' && value !== null) {
+    const entries = Object.entries(value)
+    return entries.length > 0 && entries.every(([, weight]) => typeof weight === 'number' && weight > 0)
+  }
+  return false
+}

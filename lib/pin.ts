@@ -1,0 +1,53 @@
+import { createHmac } from 'node:crypto'
+import type { FastifyRequest } from 'fastify'
+
+/** Stored as the pin when the address could not be told: it matches no address, ever. */
+const UNKNOWN = '!unknown'
+
+/**
+ * Session protection: a session is pinned to a keyed hash of the client address, so a stolen
+ * cookie replayed from elsewhere is worthless and a leaked record reveals no address.
+ */
+export class AddressPin {
+  readonly #secrets: string[]
+  readonly #reverseProxy: boolean
+
+  constructor (secrets: string[], reverseProxy: boolean) {
+    this.#secrets = secrets
+    this.#reverseProxy = reverseProxy
+  }
+
+  /** The client address, or undefined when it cannot be told. */
+  address (request: FastifyRequest): string | undefined {
+    if (this.#reverseProxy) {
+      const forwarded = request.headers['x-forwarded-for']
+      if (typeof forwarded === 'string') {
+        // A proxy appends the peer it saw; anything left of that came from the client and proves nothing.
+        const address = forwarded.slice(forwarded.lastIndexOf(',') + 1).trim()
+        if (address.length > 0) return address
+      }
+    }
+    // request.ip already honours Fastify's trustProxy.
+    const ip = request.ip
+    return typeof ip === 'string' && ip.length > 0 ? ip : undefined
+  }
+
+  /** The pin for an address (UNKNOWN when there is none). */
+  pin (address: string | undefined): string {
+    return address === undefined ? UNKNOWN : this.#hash(address, this.#secrets[0])
+  }
+
+  /** Does `pin` belong to `address`? Checks older secrets too, so a rotation drops no session. */
+  matches (pin: string, address: string | undefined): boolean {
+    if (address === undefined || pin === UNKNOWN) return false
+    const secrets = this.#secrets
+    for (let i = 0; i < secrets.length; i++) {
+      if (this.#hash(address, secrets[i]) === pin) return true
+    }
+    return false
+  }
+
+  #hash (address: string, secret: string): string {
+    return createHmac('sha256', secret).update('quart-session-pin\0' + address).digest('base64url')
+  }
+}
