@@ -81,7 +81,7 @@ export class Session {
   }
 
   set<Key extends keyof SessionData> (key: Key, value: SessionData[Key]): void {
-    if (typeof key !== 'string' || key === '__proto__') throw new FST_QUART_SESSION_INVALID_KEY(String(key))
+    if (typeof key !== 'string' || (key as string) === '__proto__') throw new FST_QUART_SESSION_INVALID_KEY(String(key))
     const data = this[kData]
     // Setting a primitive to the value it already has changes nothing, so it costs no write.
     if (data[key] === value && (typeof value !== 'object' || value === null) && key in data) return

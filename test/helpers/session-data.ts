@@ -1,0 +1,13 @@
+// The session keys the tests use, declared the way an application declares its own.
+import type {} from '../../lib/index.js'
+
+declare module '../../lib/index.js' {
+  interface SessionData {
+    foo: string
+    counter: number
+    user: { id: string, name: string }
+    cart: { items: string[] }
+    values: unknown
+    other: string
+  }
+}
