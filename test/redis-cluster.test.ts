@@ -1,0 +1,119 @@
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { randomUUID } from 'node:crypto'
+import { createClient, createCluster } from 'redis'
+import { RedisStore } from '../lib/stores/redis.js'
+import { freePort } from './helpers/ports.js'
+import { startRedisCluster, type RedisClusterServers } from './helpers/redis-server.js'
+
+type NodeClient = ReturnType<typeof createClient>
+
+describe('RedisStore on a 3-master Redis Cluster', () => {
+  let servers: RedisClusterServers
+  let cluster: ReturnType<typeof createCluster>
+  let store: RedisStore
+  /** A plain client per master, keyed by port, to see which master holds a key. */
+  const nodes = new Map<number, NodeClient>()
+  /** One key per master: `session:<random>` keys hashed into each master's slots. */
+  let keys: Map<number, string>
+
+  before(async () => {
+    servers = await startRedisCluster()
+    for (const port of servers.ports) {
+      const client = createClient({ url: `redis://127.0.0.1:${port}` })
+      await client.connect()
+      nodes.set(port, client)
+    }
+    keys = await keysOnEveryMaster(nodes.values().next().value as NodeClient, servers.ports)
+    cluster = createCluster({ rootNodes: servers.urls.map((url) => ({ url })) })
+    store = new RedisStore({ client: cluster })
+    await store.ready()
+  })
+
+  after(async () => {
+    await store?.close()
+    if (cluster?.isOpen) await cluster.close()
+    for (const client of nodes.values()) await client.close()
+    await servers?.stop()
+  })
+
+  /** The port of the master that answers GET for `key` itself (the others redirect). */
+  async function holder (key: string): Promise<number | undefined> {
+    for (const [port, client] of nodes) {
+      try {
+        if (await client.exists(key) === 1) return port
+      } catch {
+        // MOVED: not this master's slot
+      }
+    }
+    return undefined
+  }
+
+  it('the cluster client was connected by ready()', () => {
+    assert.equal(cluster.isReady, true)
+  })
+
+  it('writes keys to different masters and reads them back', async () => {
+    for (const [port, key] of keys) {
+      await store.set(key, `on ${port}`, 60)
+      assert.equal(await holder(key), port)
+      assert.equal(await store.get(key), `on ${port}`)
+      const ttl = await nodes.get(port)?.ttl(key)
+      assert.ok(ttl !== undefined && ttl >= 59 && ttl <= 60, `TTL ${ttl}`)
+    }
+    assert.equal(new Set(keys.keys()).size, 3)
+  })
+
+  it('deletes keys on every master', async () => {
+    for (const [port, key] of keys) {
+      await store.set(key, 'to delete', 60)
+      assert.equal(await holder(key), port)
+      await store.delete(key)
+      assert.equal(await holder(key), undefined)
+      assert.equal(await store.get(key), undefined)
+    }
+  })
+
+  it('expires keys on every master, and a touched key outlives its first TTL', async () => {
+    const touched = new Map<number, string>()
+    for (const [port, key] of keys) {
+      await store.set(key, 'short-lived', 1)
+      const other = `${key}:touched`
+      touched.set(port, other)
+      await store.set(other, 'kept', 1)
+      await store.touch(other, 60)
+    }
+    await sleep(2100)
+    for (const [port, key] of keys) {
+      assert.equal(await store.get(key), undefined)
+      assert.equal(await nodes.get(port)?.exists(key), 0)
+      assert.equal(await store.get(touched.get(port) as string), 'kept')
+    }
+  })
+
+  it('a cluster that cannot be reached fails ready() and is left closed', async () => {
+    const port = await freePort()
+    const unreachable = createCluster({ rootNodes: [{ url: `redis://127.0.0.1:${port}` }] })
+    const failing = new RedisStore({ client: unreachable, timeout: 1 })
+    await assert.rejects(failing.ready(), { code: 'FST_QUART_SESSION_CONNECT' })
+    assert.equal(unreachable.isOpen, false)
+  })
+})
+
+/**
+ * Picks a random `session:` key for each master. The hash tag trick is avoided on purpose: these
+ * are keys shaped like real session keys, spread by Redis' own slot hashing.
+ */
+async function keysOnEveryMaster (client: NodeClient, ports: number[]): Promise<Map<number, string>> {
+  const slots = await client.sendCommand(['CLUSTER', 'SLOTS']) as Array<[number, number, [string, number, ...unknown[]]]>
+  const owner = (slot: number): number | undefined => slots.find(([start, end]) => slot >= start && slot <= end)?.[2][1]
+  const keys = new Map<number, string>()
+  while (keys.size < ports.length) {
+    const key = `session:${randomUUID()}`
+    const slot = await client.sendCommand(['CLUSTER', 'KEYSLOT', key]) as number
+    const port = owner(slot)
+    if (port !== undefined && !keys.has(port)) keys.set(port, key)
+  }
+  return keys
+}

@@ -1,0 +1,95 @@
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { createClient } from 'redis'
+import { RedisStore } from '../lib/stores/redis.js'
+import { startRedis, type RedisServer } from './helpers/redis-server.js'
+
+const failedFast = (error: unknown): boolean => {
+  const code = (error as { code?: unknown }).code
+  assert.ok(code === 'FST_QUART_SESSION_BACKEND' || code === 'FST_QUART_SESSION_TIMEOUT', `unexpected error ${String(error)}`)
+  // A timeout has nothing underneath; a failure carries the client's error.
+  if (code === 'FST_QUART_SESSION_BACKEND') assert.ok((error as Error).cause instanceof Error, 'the client error is attached as cause')
+  assert.equal((error as { statusCode?: unknown }).statusCode, 503)
+  return true
+}
+
+/** Retries `check` until it passes: the client reconnects in the background at its own pace. */
+async function eventually (check: () => Promise<void>): Promise<void> {
+  const deadline = Date.now() + 20_000
+  for (;;) {
+    try {
+      return await check()
+    } catch (error) {
+      if (Date.now() > deadline) throw error
+      await sleep(100)
+    }
+  }
+}
+
+describe('RedisStore while Redis is down', { timeout: 120_000 }, () => {
+  let server: RedisServer
+  let store: RedisStore
+  let userClient: ReturnType<typeof createClient>
+  let userStore: RedisStore
+
+  before(async () => {
+    server = await startRedis()
+    store = new RedisStore({ uri: server.url, timeout: 1 })
+    await store.ready()
+    // A client with node-redis defaults (offline queue on, default reconnects), as a user may pass.
+    userClient = createClient({ url: server.url })
+    userStore = new RedisStore({ client: userClient, timeout: 1 })
+    await userStore.ready()
+  })
+
+  after(async () => {
+    await store?.close()
+    await userStore?.close()
+    userClient?.destroy()
+    await server?.stop()
+  })
+
+  it('every operation rejects with a 503 error when the server is stopped', async () => {
+    await store.set('session:before', 'value', 60)
+    await server.stop()
+    for (const s of [store, userStore]) {
+      await assert.rejects(s.get('session:before'), failedFast)
+      await assert.rejects(s.set('session:x', 'value', 60), failedFast)
+      await assert.rejects(s.delete('session:x'), failedFast)
+      await assert.rejects(s.touch('session:x', 60), failedFast)
+    }
+  })
+
+  it('the same store works again once the server is back on the same port', async () => {
+    await server.restart()
+    for (const s of [store, userStore]) {
+      await eventually(async () => {
+        await s.set('session:after', 'value', 60)
+      })
+      assert.equal(await s.get('session:after'), 'value')
+      await s.delete('session:after')
+      assert.equal(await s.get('session:after'), undefined)
+    }
+  })
+
+  it('a server that stops answering (process frozen) fails operations with a timeout', async () => {
+    await store.set('session:frozen', 'value', 60)
+    server.freeze()
+    try {
+      for (const s of [store, userStore]) {
+        await assert.rejects(s.get('session:frozen'), (error: Error & { code?: string }) => {
+          assert.equal(error.code, 'FST_QUART_SESSION_TIMEOUT')
+          assert.match(error.message, /Redis GET/)
+          return true
+        })
+      }
+    } finally {
+      server.thaw()
+    }
+    await eventually(async () => {
+      assert.equal(await store.get('session:frozen'), 'value')
+      assert.equal(await userStore.get('session:frozen'), 'value')
+    })
+  })
+})
