@@ -2,16 +2,16 @@ import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { randomUUID } from 'node:crypto'
-import { createClient, createCluster } from 'redis'
+import { createClient, createCluster, type RedisClientType, type RedisClusterType } from 'redis'
 import { RedisStore } from '../lib/stores/redis.js'
 import { freePort } from './helpers/ports.js'
 import { startRedisCluster, type RedisClusterServers } from './helpers/redis-server.js'
 
-type NodeClient = ReturnType<typeof createClient>
+type NodeClient = RedisClientType
 
 describe('RedisStore on a 3-master Redis Cluster', () => {
   let servers: RedisClusterServers
-  let cluster: ReturnType<typeof createCluster>
+  let cluster: RedisClusterType
   let store: RedisStore
   /** A plain client per master, keyed by port, to see which master holds a key. */
   const nodes = new Map<number, NodeClient>()

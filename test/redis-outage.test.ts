@@ -1,7 +1,7 @@
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createClient } from 'redis'
+import { createClient, type RedisClientType } from 'redis'
 import { RedisStore } from '../lib/stores/redis.js'
 import { startRedis, type RedisServer } from './helpers/redis-server.js'
 
@@ -30,7 +30,7 @@ async function eventually (check: () => Promise<void>): Promise<void> {
 describe('RedisStore while Redis is down', { timeout: 120_000 }, () => {
   let server: RedisServer
   let store: RedisStore
-  let userClient: ReturnType<typeof createClient>
+  let userClient: RedisClientType
   let userStore: RedisStore
 
   before(async () => {

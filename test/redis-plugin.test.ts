@@ -1,0 +1,283 @@
+// The plugin with type 'redis' against a real redis-server (and a real Redis Cluster), through
+// fastify.inject, with the backend checked by a plain client.
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { parse } from 'devalue'
+import { createClient, createCluster, type RedisClientType, type RedisClusterType } from 'redis'
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import './helpers/session-data.js'
+import { build, cookieOf } from './helpers/app.js'
+import type { QuartSessionOptions } from '../lib/index.js'
+import { freePort } from './helpers/ports.js'
+import {
+  startRedis, startRedisCluster, resetCommandStats, commandCounts, type RedisServer, type RedisClusterServers
+} from './helpers/redis-server.js'
+
+const MAX_AGE = 31 * 24 * 60 * 60
+
+async function appWith (options: QuartSessionOptions): Promise<FastifyInstance> {
+  return await build({ type: 'redis', ...options }, (app) => {
+    app.get('/set', async (request) => { request.session.set('foo', 'bar'); return 'ok' })
+    app.get('/read', async (request) => request.session.get('foo') ?? 'none')
+    app.get('/nothing', async () => 'nothing')
+    app.get('/counter', async (request) => {
+      const n = (request.session.get('counter') ?? 0) + 1
+      request.session.set('counter', n)
+      return n
+    })
+    app.get('/logout', async (request) => { await request.session.destroy(); return 'bye' })
+    app.get('/cache', async function () {
+      await this.sessionStore.set('random_key', 'val', 3600)
+      return await this.sessionStore.get('random_key')
+    })
+    app.get('/app.css', { config: { session: false } }, async () => 'body {}')
+  })
+}
+
+/** The session cookie a response set, as a Cookie header, and the id in it. */
+function sessionOf (response: LightMyRequestResponse): { cookie: string, id: string } {
+  const cookie = cookieOf(response)
+  assert.ok(cookie, 'expected a session cookie')
+  return { cookie: cookie.pair, id: cookie.value }
+}
+
+/** Retries `check` until it passes: the client reconnects in the background at its own pace. */
+async function eventually (check: () => Promise<void>): Promise<void> {
+  const deadline = Date.now() + 20_000
+  for (;;) {
+    try {
+      return await check()
+    } catch (error) {
+      if (Date.now() > deadline) throw error
+      await sleep(100)
+    }
+  }
+}
+
+describe('plugin with type redis', () => {
+  let server: RedisServer
+
+  before(async () => { server = await startRedis() })
+
+  after(async () => { await server?.stop() })
+
+  describe('with uri', () => {
+    let app: FastifyInstance
+    let redis: RedisClientType
+
+    before(async () => {
+      app = await appWith({ uri: server.url })
+      redis = createClient({ url: server.url })
+      await redis.connect()
+    })
+    after(async () => {
+      await app?.close()
+      await redis?.close()
+    })
+
+    it('stores a session under session:<id> with the TTL of maxAge, as a devalue record', async () => {
+      const response = await app.inject('/set')
+      assert.equal(response.statusCode, 200)
+      const { id } = sessionOf(response)
+      const text = await redis.get(`session:${id}`)
+      assert.ok(text !== null, 'the record is in Redis')
+      assert.deepEqual({ ...(parse(text) as { data: object }).data }, { foo: 'bar' })
+      const ttl = await redis.ttl(`session:${id}`)
+      assert.ok(ttl >= MAX_AGE - 1 && ttl <= MAX_AGE, `TTL ${ttl}`)
+    })
+
+    it('an unchanged read costs one GET and nothing else', async () => {
+      const { cookie } = sessionOf(await app.inject('/set'))
+      await resetCommandStats(server.port)
+      const response = await app.inject({ url: '/read', headers: { cookie } })
+      assert.equal(response.body, 'bar')
+      assert.equal(cookieOf(response), undefined)
+      assert.deepEqual(await commandCounts(server.port), { get: 1 })
+    })
+
+    it('a write costs one GET and one SET', async () => {
+      const { cookie, id } = sessionOf(await app.inject('/counter'))
+      await resetCommandStats(server.port)
+      const response = await app.inject({ url: '/counter', headers: { cookie } })
+      assert.equal(response.body, '2')
+      assert.deepEqual(await commandCounts(server.port), { get: 1, set: 1 })
+      const text = await redis.get(`session:${id}`)
+      assert.equal((parse(text as string) as { data: { counter: number } }).data.counter, 2)
+    })
+
+    it('a visitor whose session stays empty costs no command at all', async () => {
+      await resetCommandStats(server.port)
+      const response = await app.inject('/nothing')
+      assert.equal(response.statusCode, 200)
+      assert.deepEqual(await commandCounts(server.port), {})
+    })
+
+    it('destroy deletes the key', async () => {
+      const { cookie, id } = sessionOf(await app.inject('/set'))
+      assert.equal(await redis.exists(`session:${id}`), 1)
+      await app.inject({ url: '/logout', headers: { cookie } })
+      assert.equal(await redis.exists(`session:${id}`), 0)
+    })
+
+    it('fastify.sessionStore reads and writes Redis directly, with its expiry', async () => {
+      const response = await app.inject('/cache')
+      assert.equal(response.body, 'val')
+      assert.equal(parse(await redis.get('random_key') as string), 'val')
+      const ttl = await redis.ttl('random_key')
+      assert.ok(ttl >= 3599 && ttl <= 3600, `TTL ${ttl}`)
+    })
+  })
+
+  it('keyPrefix and maxAge shape the key and its TTL', async () => {
+    const app = await appWith({ uri: server.url, keyPrefix: 'shop:sess:', maxAge: 600 })
+    const redis = createClient({ url: server.url })
+    await redis.connect()
+    try {
+      const { id } = sessionOf(await app.inject('/set'))
+      assert.equal(await redis.exists(`session:${id}`), 0)
+      const ttl = await redis.ttl(`shop:sess:${id}`)
+      assert.ok(ttl >= 599 && ttl <= 600, `TTL ${ttl}`)
+    } finally {
+      await app.close()
+      await redis.close()
+    }
+  })
+
+  it('uses a client the user built and leaves it open after close', async () => {
+    const client = createClient({ url: server.url })
+    await client.connect()
+    const app = await appWith({ client })
+    const { cookie, id } = sessionOf(await app.inject('/set'))
+    assert.equal((await app.inject({ url: '/read', headers: { cookie } })).body, 'bar')
+    await app.close()
+    assert.equal(client.isOpen, true)
+    assert.ok(await client.get(`session:${id}`) !== null)
+    await client.close()
+  })
+
+  it('connects a user client that is not connected yet', async () => {
+    const client = createClient({ url: server.url })
+    const app = await appWith({ client })
+    assert.equal(client.isReady, true)
+    const { cookie } = sessionOf(await app.inject('/set'))
+    assert.equal((await app.inject({ url: '/read', headers: { cookie } })).body, 'bar')
+    await app.close()
+    assert.equal(client.isOpen, true)
+    await client.close()
+  })
+
+  it('ready() rejects with FST_QUART_SESSION_CONNECT for a refused uri, without the password', async () => {
+    const port = await freePort()
+    const error = await appWith({ uri: `redis://:pa55word@127.0.0.1:${port}` }).then(() => undefined, (e: unknown) => e)
+    assert.ok(error instanceof Error, 'ready() rejected')
+    assert.equal((error as Error & { code?: string }).code, 'FST_QUART_SESSION_CONNECT')
+    assert.match(error.message, new RegExp(`127\\.0\\.0\\.1:${port}`))
+    assert.doesNotMatch(error.message, /pa55word/)
+  })
+
+  describe('Redis stopped and restarted under a running app', { timeout: 120_000 }, () => {
+    let app: FastifyInstance
+
+    before(async () => {
+      app = await appWith({ uri: server.url, timeout: 1 })
+    })
+    after(async () => { await app?.close() })
+
+    it('sessioned requests fail with a 503 error reply, opted-out routes still answer, and it recovers alone', async () => {
+      const { cookie } = sessionOf(await app.inject('/set'))
+      await server.stop()
+
+      const failed = await app.inject({ url: '/read', headers: { cookie } })
+      assert.equal(failed.statusCode, 503)
+      const body = failed.json<{ code: string }>()
+      assert.ok(['FST_QUART_SESSION_BACKEND', 'FST_QUART_SESSION_TIMEOUT'].includes(body.code), body.code)
+      const write = await app.inject('/set')
+      assert.equal(write.statusCode, 503)
+      assert.equal(cookieOf(write), undefined, 'no cookie for a session that was not stored')
+
+      const asset = await app.inject('/app.css')
+      assert.equal(asset.statusCode, 200)
+      assert.equal(asset.body, 'body {}')
+
+      await server.restart()
+      // The restarted server is empty (nothing is persisted): the old cookie starts a new session.
+      let fresh = ''
+      await eventually(async () => {
+        const response = await app.inject('/set')
+        assert.equal(response.statusCode, 200)
+        fresh = sessionOf(response).cookie
+      })
+      const read = await app.inject({ url: '/read', headers: { cookie: fresh } })
+      assert.equal(read.statusCode, 200)
+      assert.equal(read.body, 'bar')
+    })
+  })
+})
+
+describe('plugin with a Redis Cluster client', () => {
+  let servers: RedisClusterServers
+  let cluster: RedisClusterType
+  const nodes = new Map<number, RedisClientType>()
+
+  before(async () => {
+    servers = await startRedisCluster()
+    for (const port of servers.ports) {
+      const client = createClient({ url: `redis://127.0.0.1:${port}` })
+      await client.connect()
+      nodes.set(port, client)
+    }
+    cluster = createCluster({ rootNodes: servers.urls.map((url) => ({ url })) })
+    await cluster.connect()
+  })
+
+  after(async () => {
+    if (cluster?.isOpen) await cluster.close()
+    for (const client of nodes.values()) await client.close()
+    await servers?.stop()
+  })
+
+  /** The master holding `key`: the only one that answers for its slot without a redirect. */
+  async function holder (key: string): Promise<number | undefined> {
+    for (const [port, client] of nodes) {
+      try {
+        if (await client.exists(key) === 1) return port
+      } catch {
+        // MOVED: not this master's slot
+      }
+    }
+    return undefined
+  }
+
+  it('sessions on every master are read back, expire, and are deleted', async () => {
+    const app = await appWith({ client: cluster, maxAge: 3 })
+    try {
+      // Session ids are random: create sessions until each master holds at least two.
+      const byMaster = new Map<number, Array<{ cookie: string, id: string }>>()
+      while ([...byMaster.values()].filter((list) => list.length >= 2).length < 3) {
+        const session = sessionOf(await app.inject('/set'))
+        const port = await holder(`session:${session.id}`)
+        assert.ok(port !== undefined, 'the session is stored on a master')
+        byMaster.set(port, [...(byMaster.get(port) ?? []), session])
+      }
+      assert.equal(byMaster.size, 3)
+
+      for (const [port, [kept, deleted]] of byMaster) {
+        const read = await app.inject({ url: '/read', headers: { cookie: kept.cookie } })
+        assert.equal(read.body, 'bar', `read back from ${port}`)
+        await app.inject({ url: '/logout', headers: { cookie: deleted.cookie } })
+        assert.equal(await holder(`session:${deleted.id}`), undefined, `deleted on ${port}`)
+      }
+
+      await sleep(4100)
+      for (const [port, [kept]] of byMaster) {
+        assert.equal(await nodes.get(port)?.exists(`session:${kept.id}`), 0, `expired on ${port}`)
+        const read = await app.inject({ url: '/read', headers: { cookie: kept.cookie } })
+        assert.equal(read.body, 'none')
+      }
+    } finally {
+      await app.close()
+    }
+    assert.equal(cluster.isOpen, true, 'the plugin does not close a cluster it was given')
+  })
+})
