@@ -73,7 +73,6 @@ export class Backend {
    * Records on the session whether the cookie must be sent or expired.
    */
   async persist (session: Session): Promise<void> {
-    const key = this.keyPrefix + session[kId]
     const stored = session[kText]
     let text: string | undefined
     if (session[kDirty] || session[kExposed]) {
@@ -87,18 +86,19 @@ export class Backend {
       if (text !== undefined) {
         if (isEmpty(session[kData])) {
           if (stored === undefined) return
-          await store.delete(key)
+          await store.delete(this.keyPrefix + session[kId])
           session[kText] = undefined
           session[kCookie] = false
           session[kClearCookie] = true
         } else {
-          await store.set(key, text, this.maxAge)
+          await store.set(this.keyPrefix + session.id, text, this.maxAge)
           session[kText] = text
           session[kCookie] = true
           session[kClearCookie] = false
         }
         session[kTouch] = false
       } else if (session[kTouch] && stored !== undefined) {
+        const key = this.keyPrefix + session[kId]
         if (store.touch !== undefined) await store.touch(key, this.maxAge)
         else await store.set(key, stored, this.maxAge)
         session[kTouch] = false

@@ -1,6 +1,6 @@
 import type { SessionData } from '../types/index.js'
 import type { Backend } from './backend.js'
-import { FST_QUART_SESSION_INVALID_KEY } from './errors.js'
+import { FST_QUART_SESSION_DISABLED, FST_QUART_SESSION_INVALID_KEY } from './errors.js'
 import { generateId } from './id.js'
 import {
   kBackend, kClearCookie, kCookie, kData, kDirty, kDone, kExposed, kId, kNew, kPermanent, kPin, kText, kTouch
@@ -59,7 +59,11 @@ export class Session {
   }
 
   /** The session id (the cookie carries it, signed when a secret is set). */
-  get id (): string { return this[kId] }
+  get id (): string {
+    // A fresh session gets its id when something needs it: most never do (nothing stored).
+    if (this[kId] === '') this[kId] = generateId()
+    return this[kId]
+  }
 
   /** True when this session was not loaded from the backend in this request. */
   get isNew (): boolean { return this[kNew] }
@@ -123,7 +127,7 @@ export class Session {
       // Should the data end up empty, the client's cookie would point at nothing.
       this[kClearCookie] = true
     }
-    this[kId] = generateId()
+    this[kId] = ''
     this[kText] = undefined
     this[kNew] = true
     this[kDirty] = true
@@ -136,7 +140,7 @@ export class Session {
       await backend.remove(this[kId])
       this[kClearCookie] = true
     }
-    this[kId] = generateId()
+    this[kId] = ''
     this[kData] = Object.create(null) as Data
     this[kText] = undefined
     this[kNew] = true
@@ -174,4 +178,26 @@ export class Session {
 export function isEmpty (data: Data): boolean {
   for (const _ in data) return false
   return true
+}
+
+/**
+ * What `request.session` is on routes without sessions (static files, `config.session: false`):
+ * reads find nothing, writes throw, so a missing opt-in is loud instead of silently lost.
+ */
+export class DisabledSession extends Session {
+  constructor (backend: Backend) {
+    super(backend, '', Object.freeze(Object.create(null)) as Data, undefined, backend.permanent, undefined)
+  }
+
+  override get id (): string { return '' }
+  override get permanent (): boolean { return false }
+  override set permanent (_value: boolean) { throw new FST_QUART_SESSION_DISABLED('permanent') }
+  override set (): void { throw new FST_QUART_SESSION_DISABLED('set') }
+  override delete (): void { throw new FST_QUART_SESSION_DISABLED('delete') }
+  override clear (): void { throw new FST_QUART_SESSION_DISABLED('clear') }
+  override touch (): void { throw new FST_QUART_SESSION_DISABLED('touch') }
+  override async regenerate (): Promise<void> { throw new FST_QUART_SESSION_DISABLED('regenerate') }
+  override async destroy (): Promise<void> { throw new FST_QUART_SESSION_DISABLED('destroy') }
+  override async save (): Promise<void> { throw new FST_QUART_SESSION_DISABLED('save') }
+  override async reload (): Promise<void> { throw new FST_QUART_SESSION_DISABLED('reload') }
 }

@@ -72,7 +72,7 @@ describe('options are checked once, at registration', () => {
   it('needs @fastify/cookie registered first', async () => {
     const app = Fastify()
     app.register(quartSession)
-    await assert.rejects(app.ready(), /@fastify\/cookie/)
+    await assert.rejects(async () => { await app.ready() }, /@fastify\/cookie/)
     await app.close()
   })
 

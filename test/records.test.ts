@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { parse } from 'devalue'
-import Fastify from 'fastify'
+import Fastify, { type LightMyRequestResponse } from 'fastify'
 import cookie from '@fastify/cookie'
 import './helpers/session-data.js'
 import quartSession from '../lib/index.js'
@@ -112,7 +112,7 @@ describe('record format and serializer', () => {
     for (const corrupt of ['{not devalue', '[1,2,3]', '[{"nodata":1},2]', '']) {
       await store.inner.set(`session:${set.value}`, corrupt, 60)
       lines.length = 0
-      const response = await app.inject({ url: '/read', headers: { cookie: set.pair } })
+      const response: LightMyRequestResponse = await app.inject({ url: '/read', headers: { cookie: set.pair } })
       assert.equal(response.statusCode, 200, corrupt)
       assert.deepEqual(response.json(), { foo: null, isNew: true })
       const warning = lines.map((l) => JSON.parse(l)).find((l) => l.level === 40)
