@@ -126,6 +126,7 @@ export class RedisStore implements SessionStore {
         client.connect().then(() => resolve(), reject)
       })
     } catch (error) {
+      // The 'error' listener stays: a destroyed client can still report its socket's last error.
       client.destroy()
       throw withCause(new FST_QUART_SESSION_CONNECT(this.#where, messageOf(error)), error)
     } finally {

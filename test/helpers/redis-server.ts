@@ -141,12 +141,19 @@ async function launch (port: number, dir: string, extra: string[], mayFail: bool
     exited = true
     live.delete(child)
   })
-  child.once('error', () => { exited = true })
+  child.once('error', (error) => {
+    exited = true
+    output += `${error.message} (is redis-server installed?)`
+  })
   try {
     await waitFor(async () => {
       if (exited) throw new Error(`redis-server on port ${port} exited:\n${output}`)
       return (await redisCli(port, 'ping').catch(() => '')) === 'PONG'
     }, `redis-server on port ${port}`)
+    // The PONG may come from a server someone else started on that port in the meantime.
+    if (!(await redisCli(port, 'info', 'server')).includes(`process_id:${child.pid}`)) {
+      throw new Error(`port ${port} is answered by another redis-server`)
+    }
   } catch (error) {
     await kill(child)
     if (mayFail) return undefined
