@@ -1,0 +1,248 @@
+/** Turns the measured cells into the markdown report: medians, targets, and every round. */
+import type { RouteName, VariantName } from './protocol.js'
+import { ROUTE_SPECS } from './protocol.js'
+
+/** One variant × route × round measurement, as run.ts records it. */
+export interface Cell {
+  round: number
+  variant: VariantName
+  route: RouteName
+  /** Requests that completed inside the measured window. */
+  requests: number
+  seconds: number
+  p50: number
+  p99: number
+  non2xx: number
+  errors: number
+  /** Mean Set-Cookie headers per response over the sample requests sent after the window. */
+  setCookie: number
+  /** Backend commands during the window, by command (lower-case names, both backends alike). */
+  commands: Record<string, number>
+  /** Server process CPU (user + system) during the window. */
+  cpuMicros: number
+  /** Server CPU over wall time in the window: 1 = one core fully busy. */
+  cpuShare: number
+  /** Cores' worth of CPU other processes used during the window; null where it cannot be read. */
+  foreign: number | null
+  /** Windows measured for this cell; more than one when other processes disturbed the first. */
+  attempts: number
+}
+
+export interface Meta {
+  date: string
+  node: string
+  cpu: string
+  cores: number
+  os: string
+  rounds: number
+  duration: number
+  warmup: number
+  connections: number
+  samples: number
+  variants: VariantName[]
+  routes: RouteName[]
+  /** Variants that could not run at all, with why. */
+  skipped: Record<string, string>
+}
+
+const rps = (cell: Cell): number => cell.requests / cell.seconds
+const cpuPerRequest = (cell: Cell): number => cell.cpuMicros / Math.max(cell.requests, 1)
+const commandsPerRequest = (cell: Cell): number =>
+  Object.values(cell.commands).reduce((sum, n) => sum + n, 0) / Math.max(cell.requests, 1)
+
+function median (values: number[]): number {
+  const finite = values.filter(Number.isFinite).sort((a, b) => a - b)
+  if (finite.length === 0) return Number.NaN
+  const mid = finite.length >> 1
+  return finite.length % 2 === 1 ? finite[mid] : (finite[mid - 1] + finite[mid]) / 2
+}
+
+const fixed = (value: number, digits: number): string => Number.isFinite(value) ? value.toFixed(digits) : '—'
+const integer = (value: number): string => Number.isFinite(value) ? String(Math.round(value)) : '—'
+const signed = (value: number, digits: number): string => !Number.isFinite(value) ? '—' : (value >= 0 ? '+' : '') + value.toFixed(digits)
+
+/** The numbers of one variant × route, medians over rounds; ratios are paired within a round. */
+export interface Summary {
+  variant: VariantName
+  route: RouteName
+  rounds: Cell[]
+  rps: number
+  perRoundRps: number[]
+  vsBareAnon: number
+  vsBareRoute: number
+  vsFloor: number
+  perRoundVsFloor: number[]
+  p50: number
+  p99: number
+  non2xx: number
+  errors: number
+  setCookie: number
+  commands: number
+  commandsBy: Record<string, number>
+  perRoundCommands: number[]
+  cpu: number
+  perRoundCpu: number[]
+  cpuVsFloor: number
+  /** Server CPU busy share during the window (1 = one core saturated). */
+  cpuShare: number
+}
+
+export function summarize (cells: Cell[], meta: Meta): Summary[] {
+  const find = (round: number, variant: VariantName, route: RouteName): Cell | undefined =>
+    cells.find((c) => c.round === round && c.variant === variant && c.route === route)
+  const ratio = (cell: Cell, variant: VariantName, route: RouteName): number => {
+    const other = find(cell.round, variant, route)
+    return other === undefined ? Number.NaN : rps(cell) / rps(other)
+  }
+  const summaries: Summary[] = []
+  for (const variant of meta.variants) {
+    for (const route of meta.routes) {
+      const rounds = cells.filter((c) => c.variant === variant && c.route === route).sort((a, b) => a.round - b.round)
+      if (rounds.length === 0) continue
+      const names = [...new Set(rounds.flatMap((c) => Object.keys(c.commands)))].sort()
+      const commandsBy: Record<string, number> = {}
+      for (const name of names) commandsBy[name] = median(rounds.map((c) => (c.commands[name] ?? 0) / Math.max(c.requests, 1)))
+      const perRoundVsFloor = rounds.map((c) => ratio(c, 'floor-redis', route))
+      summaries.push({
+        variant,
+        route,
+        rounds,
+        rps: median(rounds.map(rps)),
+        perRoundRps: rounds.map(rps),
+        vsBareAnon: median(rounds.map((c) => ratio(c, 'bare', '/anon'))),
+        vsBareRoute: median(rounds.map((c) => ratio(c, 'bare', route))),
+        vsFloor: median(perRoundVsFloor),
+        perRoundVsFloor,
+        p50: median(rounds.map((c) => c.p50)),
+        p99: median(rounds.map((c) => c.p99)),
+        non2xx: rounds.reduce((sum, c) => sum + c.non2xx, 0),
+        errors: rounds.reduce((sum, c) => sum + c.errors, 0),
+        setCookie: median(rounds.map((c) => c.setCookie)),
+        commands: median(rounds.map(commandsPerRequest)),
+        commandsBy,
+        perRoundCommands: rounds.map(commandsPerRequest),
+        cpu: median(rounds.map(cpuPerRequest)),
+        perRoundCpu: rounds.map(cpuPerRequest),
+        cpuVsFloor: median(rounds.map((c) => {
+          const floor = find(c.round, 'floor-redis', route)
+          return floor === undefined ? Number.NaN : cpuPerRequest(c) - cpuPerRequest(floor)
+        })),
+        cpuShare: median(rounds.map((c) => c.cpuShare))
+      })
+    }
+  }
+  return summaries
+}
+
+export interface TargetCheck {
+  variant: VariantName
+  route: RouteName
+  what: string
+  measured: string
+  met: boolean
+  /** True for the issue's own targets (this plugin on Redis); false for the same bars applied elsewhere. */
+  official: boolean
+}
+
+// Boundary effects (requests in flight when a window opens or closes) move a per-request command
+// count by about connections / requests, well under this.
+const COMMAND_TOLERANCE = 0.02
+
+export function checkTargets (summaries: Summary[]): TargetCheck[] {
+  const checks: TargetCheck[] = []
+  for (const s of summaries) {
+    if (!s.variant.startsWith('quart-')) continue
+    const official = s.variant === 'quart-redis'
+    const spec = ROUTE_SPECS[s.route]
+    if (spec.sessioned && s.variant === 'quart-redis') {
+      checks.push({ variant: s.variant, route: s.route, what: 'req/s ≥ 0.95 × floor-redis', measured: `${fixed(s.vsFloor, 3)} ×`, met: s.vsFloor >= 0.95, official })
+      checks.push({ variant: s.variant, route: s.route, what: 'CPU ≤ floor-redis + 5 µs/req', measured: `${signed(s.cpuVsFloor, 1)} µs`, met: s.cpuVsFloor <= 5, official })
+    }
+    if (!spec.sessioned) {
+      checks.push({ variant: s.variant, route: s.route, what: 'req/s ≥ 0.97 × bare (same route)', measured: `${fixed(s.vsBareRoute, 3)} ×`, met: s.vsBareRoute >= 0.97, official })
+    }
+    if (s.variant !== 'quart-memory') {
+      checks.push({
+        variant: s.variant,
+        route: s.route,
+        what: `backend commands/req = ${spec.commands}`,
+        measured: fixed(s.commands, 2),
+        met: Math.abs(s.commands - spec.commands) <= COMMAND_TOLERANCE,
+        official
+      })
+    }
+  }
+  return checks
+}
+
+function commandText (by: Record<string, number>, total: number): string {
+  const parts = Object.entries(by).filter(([, n]) => n >= 0.005).map(([name, n]) => `${name} ${fixed(n, 2)}`)
+  return parts.length === 0 ? fixed(total, 2) : `${fixed(total, 2)} (${parts.join(', ')})`
+}
+
+function table (header: string[], rows: string[][]): string {
+  const line = (cells: string[]): string => `| ${cells.join(' | ')} |`
+  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n')
+}
+
+export function renderMarkdown (summaries: Summary[], checks: TargetCheck[], meta: Meta): string {
+  const out: string[] = []
+  out.push(`Run ${meta.date} · Node ${meta.node} · ${meta.cpu} × ${meta.cores} cores · ${meta.os}`)
+  out.push('')
+  out.push(`${meta.rounds} round(s), ${meta.duration} s measured per cell after ${meta.warmup} s warm-up, ${meta.connections} connections, ` +
+    `Set-Cookie from ${meta.samples} sample requests per cell. Medians over rounds; ratios are paired within each round.`)
+  for (const [variant, why] of Object.entries(meta.skipped)) out.push(`\n**${variant} skipped:** ${why}`)
+  out.push('')
+
+  const byRow = new Map<string, TargetCheck[]>()
+  for (const check of checks) {
+    const key = `${check.variant} ${check.route}`
+    byRow.set(key, [...(byRow.get(key) ?? []), check])
+  }
+  out.push(table(
+    ['variant', 'route', 'req/s', '× bare /anon', '× bare route', '× floor-redis', 'p50 ms', 'p99 ms', 'non-2xx', 'Set-Cookie/resp', 'backend cmds/req', 'CPU µs/req', 'Δ CPU vs floor µs', 'server CPU', 'targets'],
+    summaries.map((s) => {
+      const rowChecks = byRow.get(`${s.variant} ${s.route}`) ?? []
+      const missed = rowChecks.filter((c) => !c.met)
+      const targets = rowChecks.length === 0 ? '' : missed.length === 0 ? 'met' : `**missed**: ${missed.map((c) => c.what).join('; ')}`
+      return [
+        s.variant, s.route, integer(s.rps), fixed(s.vsBareAnon, 2), fixed(s.vsBareRoute, 2), fixed(s.vsFloor, 2),
+        fixed(s.p50, 2), fixed(s.p99, 2), s.errors > 0 ? `${s.non2xx} (+${s.errors} errors)` : String(s.non2xx),
+        fixed(s.setCookie, 2), commandText(s.commandsBy, s.commands), fixed(s.cpu, 1), signed(s.cpuVsFloor, 1),
+        `${Math.round(s.cpuShare * 100)} %`, targets
+      ]
+    })
+  ))
+  out.push('')
+
+  out.push('### Targets (issue 6)')
+  out.push('')
+  const officialChecks = checks.filter((c) => c.official)
+  const extraChecks = checks.filter((c) => !c.official)
+  if (officialChecks.length === 0) out.push('quart-redis was not measured in this run.')
+  else {
+    out.push(table(['variant', 'route', 'target', 'measured', ''], officialChecks.map((c) => [c.variant, c.route, c.what, c.measured, c.met ? 'met' : '**MISSED**'])))
+  }
+  if (extraChecks.length > 0) {
+    out.push('')
+    out.push('The same bars applied to the other backends of this plugin (not targets of the issue):')
+    out.push('')
+    out.push(table(['variant', 'route', 'bar', 'measured', ''], extraChecks.map((c) => [c.variant, c.route, c.what, c.measured, c.met ? 'met' : 'missed'])))
+  }
+  out.push('')
+
+  out.push('### Each round')
+  out.push('')
+  out.push(table(
+    ['variant', 'route', 'req/s by round', '× floor-redis by round', 'CPU µs/req by round', 'backend cmds/req by round', 'other load (cores) by round'],
+    summaries.map((s) => [
+      s.variant, s.route,
+      s.perRoundRps.map(integer).join(' / '),
+      s.perRoundVsFloor.map((r) => fixed(r, 2)).join(' / '),
+      s.perRoundCpu.map((c) => fixed(c, 1)).join(' / '),
+      s.perRoundCommands.map((c) => fixed(c, 2)).join(' / '),
+      s.rounds.map((c) => (c.foreign === null ? '—' : fixed(c.foreign, 2)) + (c.attempts > 1 ? ` (${c.attempts} tries)` : '')).join(' / ')
+    ])
+  ))
+  return out.join('\n') + '\n'
+}

@@ -1,0 +1,479 @@
+/**
+ * `npm run bench`: starts its own redis-server and memcached on loopback, then, round after round,
+ * starts each server variant in a child process, drives its routes with autocannon from this
+ * process, and reports requests/s, latency, Set-Cookie, backend commands and server CPU per request.
+ * See benchmarks/README.md.
+ */
+import autocannon, { type Instance, type Result } from 'autocannon'
+import { fork, type ChildProcess } from 'node:child_process'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpus, release, type as osType } from 'node:os'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { startMemcached, startRedis, statsDelta, type Backend } from './backends.js'
+import { foreignCores, machineBusyMicros, processMicros } from './machine.js'
+import { checkTargets, renderMarkdown, summarize, type Cell, type Meta } from './report.js'
+import {
+  ROUTE_SPECS, ROUTES, VARIANT_BACKEND, VARIANTS,
+  type ChildMessage, type ParentMessage, type RouteName, type VariantName
+} from './protocol.js'
+
+const here = (path: string): string => fileURLToPath(new URL(path, import.meta.url))
+const SERVER_ENTRY = here('./server.ts')
+const RESULTS_DIR = here('./results/')
+const README = here('./README.md')
+const README_START = '<!-- bench:latest:start -->'
+const README_END = '<!-- bench:latest:end -->'
+
+// Same shape of cookie as a signed session cookie, for variants that hand out none: every
+// request that should carry a cookie then sends about the same bytes whatever the variant.
+const PLACEHOLDER_COOKIE = 'session=bm9uZS1pc3N1ZWQtYnktdGhpcy12YXJpYW50LXBsYWNlaG9sZGVy.c2lnbmF0dXJlLXBsYWNlaG9sZGVyLWZvci1iYXJl'
+
+interface Options {
+  duration: number
+  warmup: number
+  rounds: number
+  connections: number
+  samples: number
+  variants: VariantName[]
+  routes: RouteName[]
+  cpuProf: boolean
+  updateReadme: boolean
+  retries: number
+  maxForeign: number
+}
+
+function readOptions (): Options {
+  const { values } = parseArgs({
+    options: {
+      duration: { type: 'string' },
+      warmup: { type: 'string' },
+      rounds: { type: 'string' },
+      connections: { type: 'string' },
+      samples: { type: 'string' },
+      retries: { type: 'string' },
+      'max-foreign': { type: 'string' },
+      variants: { type: 'string' },
+      routes: { type: 'string' },
+      'cpu-prof': { type: 'boolean' },
+      'update-readme': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' }
+    }
+  })
+  if (values.help === true) {
+    process.stdout.write(`npm run bench -- [--duration s] [--warmup s] [--rounds n] [--connections n] [--samples n]
+                        [--retries n] [--max-foreign cores] [--variants a,b] [--routes /a,/b]
+                        [--cpu-prof] [--update-readme]
+Each flag also reads from the environment: BENCH_DURATION, BENCH_WARMUP, BENCH_ROUNDS, BENCH_CONNECTIONS,
+BENCH_SAMPLES, BENCH_RETRIES, BENCH_MAX_FOREIGN, BENCH_VARIANTS, BENCH_ROUTES, BENCH_CPU_PROF=1,
+BENCH_UPDATE_README=1. See benchmarks/README.md.
+Variants: ${VARIANTS.join(', ')}. Routes: ${ROUTES.join(', ')}.
+`)
+    process.exit(0)
+  }
+  const pick = (flag: string | undefined, name: string): string | undefined => flag ?? (process.env[name] !== '' ? process.env[name] : undefined)
+  const number = (flag: string | undefined, name: string, fallback: number, min: number, max: number): number => {
+    const text = pick(flag, name)
+    if (text === undefined) return fallback
+    const value = Number(text)
+    if (!Number.isFinite(value) || value < min || value > max) throw new Error(`${name} / --${name.slice(6).toLowerCase().replace(/_/g, '-')} must be a number from ${min} to ${max}, got ${text}`)
+    return value
+  }
+  const list = <T extends string>(flag: string | undefined, name: string, all: readonly T[]): T[] => {
+    const text = pick(flag, name)
+    if (text === undefined) return [...all]
+    const chosen = text.split(',').map((s) => s.trim()).filter((s) => s !== '')
+    for (const item of chosen) if (!all.includes(item as T)) throw new Error(`${name}: unknown ${JSON.stringify(item)}; choose from ${all.join(', ')}`)
+    // Keep the canonical order so that rounds alternate the same way whatever the flag's order.
+    return all.filter((item) => chosen.includes(item))
+  }
+  const flag = (value: boolean | undefined, name: string): boolean => value ?? (process.env[name] === '1' || process.env[name] === 'true')
+  return {
+    duration: number(values.duration, 'BENCH_DURATION', 4, 0.5, 120),
+    warmup: number(values.warmup, 'BENCH_WARMUP', 1, 0, 60),
+    rounds: Math.round(number(values.rounds, 'BENCH_ROUNDS', 3, 1, 20)),
+    connections: Math.round(number(values.connections, 'BENCH_CONNECTIONS', 10, 1, 1000)),
+    samples: Math.round(number(values.samples, 'BENCH_SAMPLES', 20, 1, 1000)),
+    retries: Math.round(number(values.retries, 'BENCH_RETRIES', 2, 0, 10)),
+    maxForeign: number(values['max-foreign'], 'BENCH_MAX_FOREIGN', 0.15, 0, 64),
+    variants: list(values.variants, 'BENCH_VARIANTS', VARIANTS),
+    routes: list(values.routes, 'BENCH_ROUTES', ROUTES),
+    cpuProf: flag(values['cpu-prof'], 'BENCH_CPU_PROF'),
+    updateReadme: flag(values['update-readme'], 'BENCH_UPDATE_README')
+  }
+}
+
+const log = (line: string): void => { process.stderr.write(`${line}\n`) }
+
+/** Everything that must not outlive the run: backends, the current child, the current load. */
+const running = {
+  backends: [] as Backend[],
+  child: undefined as ChildProcess | undefined,
+  load: undefined as Instance | undefined
+}
+
+async function cleanUp (): Promise<void> {
+  running.load?.stop()
+  const child = running.child
+  running.child = undefined
+  if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  await Promise.allSettled(running.backends.map(async (backend) => { await backend.stop() }))
+  running.backends = []
+}
+
+let interrupted = false
+function onSignal (signal: NodeJS.Signals): void {
+  if (interrupted) return
+  interrupted = true
+  log(`\n${signal}: stopping servers`)
+  // Bounded: whatever hangs in clean-up, the process still ends.
+  setTimeout(() => process.exit(130), 5000).unref()
+  void cleanUp().finally(() => process.exit(130))
+}
+process.on('SIGINT', onSignal)
+process.on('SIGTERM', onSignal)
+// Last resort if the process dies another way: no server process stays behind.
+process.on('exit', () => {
+  running.child?.kill('SIGKILL')
+})
+
+/** A started variant server and the parent's side of its IPC channel. */
+interface ServerChild {
+  port: number
+  cpu (): Promise<number>
+  close (): Promise<void>
+}
+
+async function startChild (variant: VariantName, ports: Record<string, number>, profileName: string | undefined): Promise<ServerChild> {
+  const execArgv = ['--import', 'tsx']
+  if (profileName !== undefined) {
+    mkdirSync(here('./results/profiles/'), { recursive: true })
+    execArgv.push('--cpu-prof', `--cpu-prof-dir=${here('./results/profiles/')}`, `--cpu-prof-name=${profileName}`)
+  }
+  const child = fork(SERVER_ENTRY, [], {
+    execArgv,
+    env: {
+      ...process.env,
+      NODE_ENV: 'production',
+      BENCH_VARIANT: variant,
+      BENCH_REDIS_PORT: String(ports.redis ?? ''),
+      BENCH_MEMCACHED_PORT: String(ports.memcached ?? '')
+    },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc']
+  })
+  running.child = child
+  const waiting = new Map<number, (micros: number) => void>()
+  let nextId = 0
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${variant} server did not start within 30 s`)), 30_000)
+    child.on('message', (message: ChildMessage) => {
+      if (message.type === 'ready') { clearTimeout(timer); resolve(message.port) }
+      if (message.type === 'cpu') {
+        waiting.get(message.id)?.(message.user + message.system)
+        waiting.delete(message.id)
+      }
+    })
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${variant} server exited with ${String(code)} before it was ready`)) })
+  })
+  const send = (message: ParentMessage): void => { child.send(message) }
+  return {
+    port,
+    async cpu () {
+      const id = nextId++
+      return await new Promise<number>((resolve, reject) => {
+        const timer = setTimeout(() => { waiting.delete(id); reject(new Error(`${variant} server did not report its CPU`)) }, 5000)
+        waiting.set(id, (micros) => { clearTimeout(timer); resolve(micros) })
+        send({ type: 'cpu', id })
+      })
+    },
+    async close () {
+      if (child.exitCode === null && child.signalCode === null) {
+        send({ type: 'close' })
+        const timeout = sleep(10_000).then(() => 'timeout' as const)
+        if (await Promise.race([exited, timeout]) === 'timeout') {
+          log(`${variant} server did not close within 10 s; killing it`)
+          child.kill('SIGKILL')
+          await exited
+        }
+      }
+      if (running.child === child) running.child = undefined
+    }
+  }
+}
+
+/** The session cookie a variant hands out at /login, or the placeholder for variants without one. */
+async function login (base: string, variant: VariantName): Promise<string> {
+  const response = await fetch(`${base}/login`)
+  const body = await response.text()
+  if (!response.ok) throw new Error(`${variant} /login answered ${response.status}: ${body.slice(0, 500)}`)
+  const cookies = response.headers.getSetCookie()
+  if (cookies.length === 0) {
+    if (variant === 'bare' || variant === 'floor-redis') return PLACEHOLDER_COOKIE
+    throw new Error(`${variant} /login set no cookie`)
+  }
+  return cookies.map((c) => c.split(';', 1)[0]).join('; ')
+}
+
+/** Set-Cookie headers per response, over a few requests sent one by one (autocannon cannot count them). */
+async function sampleSetCookie (url: string, headers: Record<string, string>, count: number): Promise<{ perResponse: number, failed: number }> {
+  let cookies = 0
+  let failed = 0
+  for (let i = 0; i < count; i++) {
+    const response = await fetch(url, { headers })
+    await response.arrayBuffer()
+    cookies += response.headers.getSetCookie().length
+    if (!response.ok) failed++
+  }
+  return { perResponse: cookies / count, failed }
+}
+
+/** Sorted response times in milliseconds. */
+type Latencies = Float64Array
+
+async function load (url: string, headers: Record<string, string>, seconds: number, connections: number): Promise<{ result: Result, latencies: Latencies }> {
+  const instance = autocannon({ url, headers, duration: seconds, connections, timeout: 10 })
+  running.load = instance
+  // autocannon's own histogram keeps whole milliseconds, and every request here takes less than
+  // one: the times it reports per response are fractional, so keep those instead.
+  let times = new Float64Array(1 << 16)
+  let count = 0
+  instance.on('response', (_client: unknown, _status: number, _bytes: number, ms: number) => {
+    if (count === times.length) {
+      const bigger = new Float64Array(times.length * 2)
+      bigger.set(times)
+      times = bigger
+    }
+    times[count++] = ms
+  })
+  try {
+    const result = await instance
+    return { result, latencies: times.subarray(0, count).sort() }
+  } finally {
+    running.load = undefined
+  }
+}
+
+function percentile (sorted: Latencies, p: number): number {
+  if (sorted.length === 0) return Number.NaN
+  return sorted[Math.min(sorted.length - 1, Math.ceil(p / 100 * sorted.length) - 1)]
+}
+
+/** Names both backends' counters the same way, so a row reads the same whatever the backend. */
+function commandName (backend: Backend, counter: string): string {
+  if (backend.name === 'redis') return counter
+  if (counter === 'delete_hits' || counter === 'delete_misses') return 'delete'
+  return counter.replace(/^cmd_/, '')
+}
+
+async function snapshot (backend: Backend | undefined): Promise<Record<string, number>> {
+  return backend === undefined ? {} : await backend.commandStats()
+}
+
+/** The benchmark's own CPU (this process, the server, the backends), µs since some fixed origin. */
+async function ownMicros (server: ServerChild, backends: Backend[]): Promise<{ server: number, own: number }> {
+  const serverMicros = await server.cpu()
+  const self = process.cpuUsage()
+  const others = backends.reduce((sum, b) => sum + processMicros(b.pid), 0)
+  return { server: serverMicros, own: serverMicros + self.user + self.system + others }
+}
+
+/** Waits, a bounded while, until foreign work falls under the limit; true when it did. */
+async function waitForQuiet (server: ServerChild, backends: Backend[], options: Options): Promise<boolean> {
+  for (let i = 0; i < 15 && !interrupted; i++) {
+    const busy = machineBusyMicros()
+    const own = await ownMicros(server, backends)
+    const start = performance.now()
+    await sleep(1000)
+    const foreign = foreignCores(busy, machineBusyMicros(), (await ownMicros(server, backends)).own - own.own, (performance.now() - start) / 1000)
+    if (foreign === undefined || foreign <= options.maxForeign) return true
+  }
+  return false
+}
+
+type Window = Omit<Cell, 'round' | 'variant' | 'route' | 'setCookie' | 'attempts'>
+
+async function measureWindow (server: ServerChild, backend: Backend | undefined, backends: Backend[], url: string, headers: Record<string, string>, options: Options): Promise<Window> {
+  const statsBefore = await snapshot(backend)
+  const busyBefore = machineBusyMicros()
+  const before = await ownMicros(server, backends)
+  const start = performance.now()
+  const { result, latencies } = await load(url, headers, options.duration, options.connections)
+  // Lets requests cut off by the end of the window finish inside the CPU and command counts.
+  await sleep(100)
+  const after = await ownMicros(server, backends)
+  const wall = (performance.now() - start) / 1000
+  const busyAfter = machineBusyMicros()
+  const statsAfter = await snapshot(backend)
+  const commands: Record<string, number> = {}
+  if (backend !== undefined) {
+    for (const [name, n] of Object.entries(statsDelta(statsBefore, statsAfter))) {
+      const key = commandName(backend, name)
+      commands[key] = (commands[key] ?? 0) + n
+    }
+  }
+  return {
+    requests: result.requests.total,
+    seconds: result.duration,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    non2xx: result.non2xx,
+    errors: result.errors + result.timeouts,
+    commands,
+    cpuMicros: after.server - before.server,
+    cpuShare: (after.server - before.server) / (wall * 1e6),
+    foreign: foreignCores(busyBefore, busyAfter, after.own - before.own, wall) ?? null
+  }
+}
+
+async function measure (server: ServerChild, backend: Backend | undefined, backends: Backend[], route: RouteName, cookie: string, options: Options): Promise<Omit<Cell, 'round' | 'variant'>> {
+  const spec = ROUTE_SPECS[route]
+  const url = `http://127.0.0.1:${server.port}${spec.path}`
+  const headers: Record<string, string> = spec.cookie ? { cookie } : {}
+  if (options.warmup > 0) await load(url, headers, options.warmup, options.connections)
+  // Lets requests cut off by the end of the warm-up finish before the counters are read.
+  await sleep(100)
+  let best: Window | undefined
+  let attempts = 0
+  // Bounded: a machine that never quietens still gets its cells, marked with their foreign load.
+  while (attempts <= options.retries && !interrupted) {
+    attempts++
+    const window = await measureWindow(server, backend, backends, url, headers, options)
+    if (best === undefined || (window.foreign ?? 0) < (best.foreign ?? 0)) best = window
+    if (window.foreign === null || window.foreign <= options.maxForeign) break
+    log(`  ${route}: other processes used ${window.foreign.toFixed(2)} cores during the window; measuring again`)
+    if (attempts <= options.retries) {
+      await waitForQuiet(server, backends, options)
+      if (options.warmup > 0) await load(url, headers, Math.min(options.warmup, 1), options.connections)
+      await sleep(100)
+    }
+  }
+  if (best === undefined) throw new Error('interrupted')
+  const sample = await sampleSetCookie(url, headers, options.samples)
+  return { ...best, route, non2xx: best.non2xx + sample.failed, setCookie: sample.perResponse, attempts }
+}
+
+function machine (): Pick<Meta, 'node' | 'cpu' | 'cores' | 'os'> {
+  let cpu = cpus()[0]?.model ?? 'unknown CPU'
+  try {
+    const match = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))
+    if (match !== null) cpu = match[1].trim()
+  } catch {}
+  return { node: process.version, cpu, cores: cpus().length, os: `${osType()} ${release()}` }
+}
+
+function updateReadme (markdown: string): void {
+  let text: string
+  try {
+    text = readFileSync(README, 'utf8')
+  } catch {
+    log(`no ${README} to update`)
+    return
+  }
+  const start = text.indexOf(README_START)
+  const end = text.indexOf(README_END)
+  if (start < 0 || end < start) {
+    log(`${README} has no ${README_START} … ${README_END} block; not updated`)
+    return
+  }
+  writeFileSync(README, `${text.slice(0, start + README_START.length)}\n${markdown}${text.slice(end)}`)
+  log(`updated ${README}`)
+}
+
+async function main (): Promise<void> {
+  const options = readOptions()
+  const meta: Meta = {
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    ...machine(),
+    rounds: options.rounds,
+    duration: options.duration,
+    warmup: options.warmup,
+    connections: options.connections,
+    samples: options.samples,
+    variants: [],
+    routes: options.routes,
+    skipped: {}
+  }
+
+  const backends: Partial<Record<'redis' | 'memcached', Backend>> = {}
+  const needs = new Set(options.variants.map((v) => VARIANT_BACKEND[v]))
+  if (needs.has('redis')) {
+    backends.redis = await startRedis()
+    running.backends.push(backends.redis)
+    log(`redis-server on 127.0.0.1:${backends.redis.port}`)
+  }
+  if (needs.has('memcached')) {
+    try {
+      backends.memcached = await startMemcached()
+      running.backends.push(backends.memcached)
+      log(`memcached on 127.0.0.1:${backends.memcached.port}`)
+    } catch (err) {
+      meta.skipped['quart-memcached'] = `memcached could not start (${err instanceof Error ? err.message : String(err)})`
+    }
+  }
+  const ports: Record<string, number> = {}
+  if (backends.redis !== undefined) ports.redis = backends.redis.port
+  if (backends.memcached !== undefined) ports.memcached = backends.memcached.port
+
+  let variants = options.variants.filter((v) => meta.skipped[v] === undefined)
+  const perCell = options.warmup + options.duration + 0.4 + options.samples * 0.002
+  const estimate = options.rounds * variants.length * (options.routes.length * perCell + 1.5)
+  log(`${options.rounds} round(s) × ${variants.length} variant(s) × ${options.routes.length} route(s): about ${Math.ceil(estimate / 60)} min`)
+
+  const cells: Cell[] = []
+  for (let round = 1; round <= options.rounds && !interrupted; round++) {
+    for (const variant of variants) {
+      if (interrupted) break
+      const backendName = VARIANT_BACKEND[variant]
+      const backend = backendName === undefined ? undefined : backends[backendName]
+      // Each variant starts from an empty keyspace, so earlier variants' /new keys weigh on no one.
+      await Promise.all(Object.values(backends).map(async (b) => { await b.flush() }))
+      let server: ServerChild
+      try {
+        server = await startChild(variant, ports, options.cpuProf ? `${variant}-round${round}.cpuprofile` : undefined)
+      } catch (err) {
+        // A variant that cannot start (e.g. the plugin not written yet) must not cost the others.
+        meta.skipped[variant] = err instanceof Error ? err.message : String(err)
+        log(`${variant}: skipped: ${meta.skipped[variant]}`)
+        variants = variants.filter((v) => v !== variant)
+        continue
+      }
+      try {
+        const cookie = await login(`http://127.0.0.1:${server.port}`, variant)
+        for (const route of options.routes) {
+          if (interrupted) break
+          const cell: Cell = { round, variant, ...await measure(server, backend, Object.values(backends), route, cookie, options) }
+          cells.push(cell)
+          const commands = Object.entries(cell.commands).map(([name, n]) => `${name} ${(n / Math.max(cell.requests, 1)).toFixed(2)}`).join(' ')
+          log(`[round ${round}/${options.rounds}] ${variant.padEnd(16)} ${route.padEnd(8)} ${Math.round(cell.requests / cell.seconds).toString().padStart(6)} req/s  ` +
+            `${(cell.cpuMicros / Math.max(cell.requests, 1)).toFixed(1).padStart(6)} µs CPU/req  set-cookie ${cell.setCookie.toFixed(2)}  ${commands}`)
+        }
+      } finally {
+        await server.close()
+      }
+    }
+  }
+  meta.variants = options.variants.filter((v) => cells.some((c) => c.variant === v))
+
+  const summaries = summarize(cells, meta)
+  const checks = checkTargets(summaries)
+  const markdown = renderMarkdown(summaries, checks, meta)
+  process.stdout.write(`\n${markdown}`)
+  mkdirSync(RESULTS_DIR, { recursive: true })
+  writeFileSync(`${RESULTS_DIR}latest.md`, `# Latest benchmark run\n\n${markdown}`)
+  writeFileSync(`${RESULTS_DIR}latest.json`, JSON.stringify({ meta, options, cells }, null, 2) + '\n')
+  log(`wrote ${RESULTS_DIR}latest.md and latest.json`)
+  if (options.updateReadme) updateReadme(markdown)
+  const missed = checks.filter((c) => c.official && !c.met)
+  if (missed.length > 0) log(`targets missed: ${missed.map((c) => `${c.variant} ${c.route} ${c.what} (${c.measured})`).join('; ')}`)
+}
+
+try {
+  await main()
+} catch (err) {
+  log(`benchmark failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`)
+  process.exitCode = 1
+} finally {
+  await cleanUp()
+}

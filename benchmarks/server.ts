@@ -1,0 +1,212 @@
+/**
+ * One benchmark server, run as a child of run.ts so that its CPU time can be measured apart from
+ * the load generator's. Which server it builds comes from BENCH_VARIANT; it answers the parent over
+ * the IPC channel (ready, cpu, close) so that nothing about the measurement travels over HTTP.
+ */
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
+import fastifyCookie from '@fastify/cookie'
+import fastifyStatic from '@fastify/static'
+import { createClient } from 'redis'
+import { parse, stringify } from 'devalue'
+import { fileURLToPath } from 'node:url'
+import type { ChildMessage, ParentMessage, VariantName } from './protocol.js'
+import { LOGIN_USER, NEW_USER, SECRET, SESSION_TTL_SECONDS, STATIC_PREFIX } from './protocol.js'
+
+const PUBLIC_DIR = fileURLToPath(new URL('./public/', import.meta.url))
+
+interface SessionData { user?: string, counter?: number }
+
+/** The part of a session object the routes use; both plugins' sessions have it. */
+interface SessionLike {
+  get (key: string): unknown
+  set (key: string, value: unknown): void
+}
+
+/** How a variant fills in the four session routes; `bare` fills them with constants. */
+interface Handlers {
+  login (request: FastifyRequest): Promise<unknown>
+  read (request: FastifyRequest): Promise<unknown>
+  write (request: FastifyRequest): Promise<unknown>
+  create (request: FastifyRequest): Promise<unknown>
+}
+
+/** A variant: registers its plugins on `app`, returns its handlers and what to close afterwards. */
+type Setup = (app: FastifyInstance) => Promise<{ handlers: Handlers, anonConfig?: Record<string, unknown>, close?: () => Promise<void> }>
+
+function env (name: string): string {
+  const value = process.env[name]
+  if (value === undefined || value === '') throw new Error(`${name} is not set; start this file through benchmarks/run.ts`)
+  return value
+}
+
+const redisUrl = (): string => `redis://127.0.0.1:${env('BENCH_REDIS_PORT')}`
+
+// Reached through the request as an untyped property: this plugin and @fastify/session declare
+// `request.session` with different types, and one benchmark server file has to drive both.
+function sessionOf (request: FastifyRequest): SessionLike {
+  return (request as unknown as { session: SessionLike }).session
+}
+
+const sessionHandlers: Handlers = {
+  async login (request) {
+    const session = sessionOf(request)
+    session.set('user', LOGIN_USER)
+    session.set('counter', 0)
+    return { user: LOGIN_USER }
+  },
+  async read (request) {
+    return { user: sessionOf(request).get('user') }
+  },
+  async write (request) {
+    const session = sessionOf(request)
+    const counter = (session.get('counter') as number | undefined ?? 0) + 1
+    session.set('counter', counter)
+    return { counter }
+  },
+  async create (request) {
+    sessionOf(request).set('user', NEW_USER)
+    return { user: NEW_USER }
+  }
+}
+
+const setups: Record<VariantName, Setup> = {
+  async bare () {
+    return {
+      handlers: {
+        async login () { return { user: LOGIN_USER } },
+        async read () { return { user: LOGIN_USER } },
+        async write () { return { counter: 1 } },
+        async create () { return { user: NEW_USER } }
+      }
+    }
+  },
+
+  // The least work any Redis-backed session can do with node-redis: the same round trips and the
+  // same serializer, without cookies, ids, signatures or hooks. Every request shares one key,
+  // just as every benchmark request shares one session cookie in the other variants.
+  async 'floor-redis' () {
+    const client = createClient({ url: redisUrl() })
+    client.on('error', (err: Error) => { process.stderr.write(`floor-redis client: ${err.message}\n`) })
+    await client.connect()
+    const key = 'floor:session'
+    const expiration = { type: 'EX', value: SESSION_TTL_SECONDS } as const
+    let next = 0
+    return {
+      handlers: {
+        async login () {
+          await client.set(key, stringify({ user: LOGIN_USER, counter: 0 } satisfies SessionData), { expiration })
+          return { user: LOGIN_USER }
+        },
+        async read () {
+          const text = await client.get(key)
+          const data: SessionData = text === null ? {} : parse(text)
+          return { user: data.user }
+        },
+        async write () {
+          const text = await client.get(key)
+          const data: SessionData = text === null ? {} : parse(text)
+          const counter = (data.counter ?? 0) + 1
+          data.counter = counter
+          await client.set(key, stringify(data), { expiration })
+          return { counter }
+        },
+        async create () {
+          // A counter, not a random id: the floor has no id to generate, only a key to fill.
+          await client.set(`floor:new:${next++}`, stringify({ user: NEW_USER } satisfies SessionData), { expiration })
+          return { user: NEW_USER }
+        }
+      },
+      close: async () => { await client.close() }
+    }
+  },
+
+  'quart-memory': quart('memory'),
+  'quart-redis': quart('redis'),
+  'quart-memcached': quart('memcached'),
+
+  // As @fastify/session's README recommends for production: a real store, no saving of empty
+  // sessions, no rolling cookie. Loaded untyped: its type declarations augment `request.session`
+  // and `fastify.sessionStore` differently from this plugin's, and the two cannot share a program.
+  async 'fastify-session' (app) {
+    const fastifySession = await importUntyped('@fastify/session')
+    const { RedisStore } = await importUntyped('connect-redis')
+    const client = createClient({ url: redisUrl() })
+    client.on('error', (err: Error) => { process.stderr.write(`fastify-session client: ${err.message}\n`) })
+    await client.connect()
+    await app.register(fastifyCookie)
+    await app.register(fastifySession.default, {
+      secret: SECRET,
+      store: new RedisStore({ client, prefix: 'fsess:' }),
+      saveUninitialized: false,
+      rolling: false,
+      cookie: { secure: 'auto', maxAge: SESSION_TTL_SECONDS * 1000 }
+    })
+    return { handlers: sessionHandlers, close: async () => { await client.close() } }
+  }
+}
+
+// Signed cookies, as @fastify/session always signs: the comparison then carries the same HMAC work.
+function quart (type: 'memory' | 'redis' | 'memcached'): Setup {
+  return async (app) => {
+    // Imported when used, so that the other variants run before the plugin exists or when it is broken.
+    const { default: quartSession } = await import('../lib/index.js')
+    await app.register(fastifyCookie)
+    const backend = type === 'redis'
+      ? { uri: redisUrl() }
+      : type === 'memcached' ? { servers: `127.0.0.1:${env('BENCH_MEMCACHED_PORT')}` } : {}
+    await app.register(quartSession, { type, ...backend, secret: SECRET, maxAge: SESSION_TTL_SECONDS })
+    return { handlers: sessionHandlers, anonConfig: { session: false } }
+  }
+}
+
+async function importUntyped (specifier: string): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  return await import(specifier)
+}
+
+async function main (): Promise<void> {
+  const variant = env('BENCH_VARIANT') as VariantName
+  const setup = setups[variant]
+  if (setup === undefined) throw new Error(`unknown variant ${variant}`)
+  const app = Fastify({ logger: false })
+  const { handlers, anonConfig, close } = await setup(app)
+
+  await app.register(fastifyStatic, { root: PUBLIC_DIR, prefix: STATIC_PREFIX })
+  app.get('/login', handlers.login)
+  app.get('/anon', { config: anonConfig ?? {} }, async () => ({ ok: true }))
+  app.get('/read', handlers.read)
+  app.get('/write', handlers.write)
+  app.get('/new', handlers.create)
+  if (close !== undefined) app.addHook('onClose', close)
+
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const address = app.server.address()
+  if (address === null || typeof address !== 'object') throw new Error('no address')
+
+  const send = (message: ChildMessage): void => { process.send?.(message) }
+  let closing = false
+  const shutdown = async (code: number): Promise<void> => {
+    if (closing) return
+    closing = true
+    // Bounded: a backend client that hangs on close must not keep the child alive.
+    const timer = setTimeout(() => process.exit(code), 5000)
+    try { await app.close() } finally { clearTimeout(timer) }
+    // process.exit, not a signal, so that --cpu-prof gets to write its profile.
+    process.exit(code)
+  }
+  process.on('message', (message: ParentMessage) => {
+    if (message.type === 'cpu') {
+      const usage = process.cpuUsage()
+      send({ type: 'cpu', id: message.id, user: usage.user, system: usage.system })
+    } else if (message.type === 'close') {
+      void shutdown(0)
+    }
+  })
+  // An orphan would hold its port and backend connections: leave with the parent.
+  process.on('disconnect', () => { void shutdown(0) })
+  send({ type: 'ready', port: address.port })
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`benchmark server ${process.env.BENCH_VARIANT ?? '?'} failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
+  process.exit(1)
+})
