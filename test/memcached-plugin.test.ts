@@ -1,0 +1,291 @@
+// The plugin with type 'memcached' against real memcached servers, through fastify.inject, with the
+// backend checked by a separate client and by the servers' own stats.
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { parse } from 'devalue'
+import Memcached from 'memcached'
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import './helpers/session-data.js'
+import { build, cookieOf } from './helpers/app.js'
+import type { QuartSessionOptions } from '../lib/index.js'
+import { memcachedKey } from '../lib/stores/memcached.js'
+import { freePort } from './helpers/ports.js'
+import { startMemcached, remainingTtl, rawCommand, type MemcachedServer } from './helpers/memcached-server.js'
+
+const MAX_AGE = 31 * 24 * 60 * 60
+// A long TTL becomes a Unix time from this process's clock; memcached counts the rest from its own.
+const CLOCK_SLACK = 3
+
+async function appWith (options: QuartSessionOptions): Promise<FastifyInstance> {
+  return await build({ type: 'memcached', ...options }, (app) => {
+    app.get('/set', async (request) => { request.session.set('foo', 'bar'); return 'ok' })
+    app.get('/read', async (request) => request.session.get('foo') ?? 'none')
+    app.get('/nothing', async () => 'nothing')
+    app.get('/counter', async (request) => {
+      const n = (request.session.get('counter') ?? 0) + 1
+      request.session.set('counter', n)
+      return n
+    })
+    app.get('/touch', async (request) => { request.session.touch(); return 'touched' })
+    app.get('/logout', async (request) => { await request.session.destroy(); return 'bye' })
+    app.get('/cache', async function () {
+      await this.sessionStore.set('random_key', 'val', 3600)
+      return await this.sessionStore.get('random_key')
+    })
+    app.get('/app.css', { config: { session: false } }, async () => 'body {}')
+  })
+}
+
+/** The session cookie a response set, as a Cookie header, and the id in it. */
+function sessionOf (response: LightMyRequestResponse): { cookie: string, id: string } {
+  const cookie = cookieOf(response)
+  assert.ok(cookie, 'expected a session cookie')
+  return { cookie: cookie.pair, id: cookie.value }
+}
+
+/** Reads `key` with a memcached client of its own, as another program would. */
+async function readWith (client: Memcached, key: string): Promise<string | undefined> {
+  return await new Promise((resolve, reject) => {
+    client.get(key, (error, data) => { if (error !== undefined && error !== null) reject(error); else resolve(data) })
+  })
+}
+
+/** Retries `check` until it passes: a failed server is tried again only after the retry delay. */
+async function eventually (check: () => Promise<void>): Promise<void> {
+  const deadline = Date.now() + 20_000
+  for (;;) {
+    try {
+      return await check()
+    } catch (error) {
+      if (Date.now() > deadline) throw error
+      await sleep(100)
+    }
+  }
+}
+
+const COUNTERS = ['cmd_get', 'cmd_set', 'cmd_touch', 'delete_hits', 'delete_misses']
+
+/** How much each command counter of `server` grew while `action` ran. */
+async function counting (server: MemcachedServer, action: () => Promise<unknown>): Promise<Record<string, number>> {
+  const before = await server.stats()
+  await action()
+  const after = await server.stats()
+  const grown: Record<string, number> = {}
+  for (const name of COUNTERS) {
+    const n = Number(after[name]) - Number(before[name])
+    if (n !== 0) grown[name] = n
+  }
+  return grown
+}
+
+function assertServiceUnavailable (response: LightMyRequestResponse): void {
+  assert.equal(response.statusCode, 503)
+  const { code } = response.json<{ code: string }>()
+  assert.ok(['FST_QUART_SESSION_BACKEND', 'FST_QUART_SESSION_TIMEOUT'].includes(code), code)
+}
+
+describe('plugin with type memcached', () => {
+  let server: MemcachedServer
+
+  before(async () => { server = await startMemcached() })
+  after(async () => { await server?.stop() })
+
+  describe('with servers', () => {
+    let app: FastifyInstance
+    let plain: Memcached
+
+    before(async () => {
+      app = await appWith({ servers: server.location })
+      plain = new Memcached(server.location)
+    })
+    after(async () => {
+      await app?.close()
+      plain?.end()
+    })
+
+    it('stores a session under session:<id> as a devalue record, for the default 31 days', async () => {
+      const response = await app.inject('/set')
+      assert.equal(response.statusCode, 200)
+      const { id } = sessionOf(response)
+      const text = await readWith(plain, `session:${id}`)
+      assert.ok(typeof text === 'string', 'a separate client reads the record')
+      assert.deepEqual({ ...(parse(text) as { data: object }).data }, { foo: 'bar' })
+      const ttl = await remainingTtl(server.port, `session:${id}`)
+      assert.ok(ttl !== undefined && Math.abs(ttl - MAX_AGE) <= CLOCK_SLACK, `TTL ${ttl}`)
+      const read = await app.inject({ url: '/read', headers: { cookie: sessionOf(response).cookie } })
+      assert.equal(read.body, 'bar')
+    })
+
+    it('an unchanged read costs one get and nothing else', async () => {
+      const { cookie } = sessionOf(await app.inject('/set'))
+      let response: LightMyRequestResponse | undefined
+      const counts = await counting(server, async () => { response = await app.inject({ url: '/read', headers: { cookie } }) })
+      assert.equal(response?.body, 'bar')
+      assert.equal(cookieOf(response as LightMyRequestResponse), undefined)
+      assert.deepEqual(counts, { cmd_get: 1 })
+    })
+
+    it('a write costs one get and one set', async () => {
+      const { cookie, id } = sessionOf(await app.inject('/counter'))
+      let response: LightMyRequestResponse | undefined
+      const counts = await counting(server, async () => { response = await app.inject({ url: '/counter', headers: { cookie } }) })
+      assert.equal(response?.body, '2')
+      assert.deepEqual(counts, { cmd_get: 1, cmd_set: 1 })
+      const text = await readWith(plain, `session:${id}`)
+      assert.equal((parse(text as string) as { data: { counter: number } }).data.counter, 2)
+    })
+
+    it('session.touch() costs one get and one memcached touch, and keeps the 31 days', async () => {
+      const { cookie, id } = sessionOf(await app.inject('/set'))
+      const counts = await counting(server, async () => { await app.inject({ url: '/touch', headers: { cookie } }) })
+      assert.deepEqual(counts, { cmd_get: 1, cmd_touch: 1 })
+      const ttl = await remainingTtl(server.port, `session:${id}`)
+      assert.ok(ttl !== undefined && Math.abs(ttl - MAX_AGE) <= CLOCK_SLACK, `TTL ${ttl}`)
+    })
+
+    it('a visitor whose session stays empty costs no command at all', async () => {
+      const counts = await counting(server, async () => {
+        assert.equal((await app.inject('/nothing')).statusCode, 200)
+      })
+      assert.deepEqual(counts, {})
+    })
+
+    it('destroy deletes the item', async () => {
+      const { cookie, id } = sessionOf(await app.inject('/set'))
+      assert.ok(await readWith(plain, `session:${id}`) !== undefined)
+      const counts = await counting(server, async () => { await app.inject({ url: '/logout', headers: { cookie } }) })
+      assert.deepEqual(counts, { cmd_get: 1, delete_hits: 1 })
+      assert.equal(await readWith(plain, `session:${id}`), undefined)
+    })
+
+    it('fastify.sessionStore reads and writes memcached directly, with its expiry', async () => {
+      const response = await app.inject('/cache')
+      assert.equal(response.body, 'val')
+      assert.equal(parse(await readWith(plain, 'random_key') as string), 'val')
+      const ttl = await remainingTtl(server.port, 'random_key')
+      assert.ok(ttl !== undefined && ttl >= 3598 && ttl <= 3600, `TTL ${ttl}`)
+    })
+  })
+
+  it('a keyPrefix of 300 characters works: sessions are stored under the hashed key', async () => {
+    const keyPrefix = `${'tenant-'.repeat(43)}:`
+    assert.ok(keyPrefix.length >= 300)
+    const app = await appWith({ servers: server.location, keyPrefix })
+    const plain = new Memcached(server.location)
+    try {
+      const { cookie, id } = sessionOf(await app.inject('/set'))
+      assert.equal((await app.inject({ url: '/read', headers: { cookie } })).body, 'bar')
+      const text = await readWith(plain, memcachedKey(keyPrefix + id))
+      assert.deepEqual({ ...(parse(text as string) as { data: object }).data }, { foo: 'bar' })
+    } finally {
+      await app.close()
+      plain.end()
+    }
+  })
+
+  it('uses a memcached client the user built and leaves it working after close', async () => {
+    const client = new Memcached(server.location)
+    let ended = 0
+    const end = client.end.bind(client)
+    client.end = () => { ended++; end() }
+    const app = await appWith({ client })
+    const { cookie, id } = sessionOf(await app.inject('/set'))
+    assert.equal((await app.inject({ url: '/read', headers: { cookie } })).body, 'bar')
+    await app.close()
+    assert.equal(ended, 0, 'the plugin did not end the client')
+    assert.ok(await readWith(client, `session:${id}`) !== undefined)
+    client.end()
+  })
+
+  it('ready() rejects with FST_QUART_SESSION_CONNECT when no server answers', async () => {
+    const port = await freePort()
+    const error = await appWith({ servers: `127.0.0.1:${port}` }).then(() => undefined, (e: unknown) => e)
+    assert.ok(error instanceof Error, 'ready() rejected')
+    assert.equal((error as Error & { code?: string }).code, 'FST_QUART_SESSION_CONNECT')
+    assert.match(error.message, new RegExp(`127\\.0\\.0\\.1:${port}`))
+  })
+
+  describe('memcached stopped and restarted under a running app', { timeout: 120_000 }, () => {
+    let app: FastifyInstance
+
+    before(async () => { app = await appWith({ servers: server.location, timeout: 1 }) })
+    after(async () => { await app?.close() })
+
+    it('sessioned requests fail with a 503 error reply, opted-out routes still answer, and it recovers alone', async () => {
+      const { cookie } = sessionOf(await app.inject('/set'))
+      await server.stop()
+
+      assertServiceUnavailable(await app.inject({ url: '/read', headers: { cookie } }))
+      const write = await app.inject('/set')
+      assertServiceUnavailable(write)
+      assert.equal(cookieOf(write), undefined, 'no cookie for a session that was not stored')
+      const asset = await app.inject('/app.css')
+      assert.equal(asset.statusCode, 200)
+      assert.equal(asset.body, 'body {}')
+
+      await server.restart()
+      // The restarted server is empty: the old cookie starts a new session.
+      let fresh = ''
+      await eventually(async () => {
+        const response = await app.inject('/set')
+        assert.equal(response.statusCode, 200)
+        fresh = sessionOf(response).cookie
+      })
+      const read = await app.inject({ url: '/read', headers: { cookie: fresh } })
+      assert.equal(read.statusCode, 200)
+      assert.equal(read.body, 'bar')
+    })
+  })
+})
+
+describe('plugin with a pool of two memcached servers, one stopped', { timeout: 120_000 }, () => {
+  let a: MemcachedServer
+  let b: MemcachedServer
+  let app: FastifyInstance
+
+  before(async () => {
+    a = await startMemcached()
+    b = await startMemcached()
+    app = await appWith({ servers: { [a.location]: 1, [b.location]: 1 }, timeout: 1 })
+  })
+  after(async () => {
+    await app?.close()
+    await a?.stop()
+    await b?.stop()
+  })
+
+  it('sessions on the live server still load; those on the stopped one get a 503, not a new session', async () => {
+    // Session ids are random: create sessions until each server holds a few.
+    const onA: string[] = []
+    const onB: string[] = []
+    while (onA.length < 3 || onB.length < 3) {
+      const { cookie, id } = sessionOf(await app.inject('/counter'))
+      const inA = (await rawCommand(a.port, `get session:${id}`)).startsWith('VALUE')
+      const inB = (await rawCommand(b.port, `get session:${id}`)).startsWith('VALUE')
+      assert.ok(inA !== inB, `session ${id} is on exactly one server`)
+      ;(inA ? onA : onB).push(cookie)
+    }
+
+    await b.stop()
+    for (const cookie of onA) {
+      const response = await app.inject({ url: '/counter', headers: { cookie } })
+      assert.equal(response.statusCode, 200)
+      assert.equal(response.body, '2', 'the session on the live server was loaded and written')
+    }
+    for (const cookie of onB) {
+      const response = await app.inject({ url: '/counter', headers: { cookie } })
+      assertServiceUnavailable(response)
+      assert.equal(cookieOf(response), undefined, 'no new session was handed out in its place')
+    }
+
+    await b.restart()
+    // The restarted server is empty: its sessions are gone, and their cookies start new ones.
+    await eventually(async () => {
+      const response = await app.inject({ url: '/counter', headers: { cookie: onB[0] } })
+      assert.equal(response.statusCode, 200)
+      assert.equal(response.body, '1')
+    })
+    assert.equal((await app.inject({ url: '/counter', headers: { cookie: onA[0] } })).body, '3')
+  })
+})
