@@ -5,8 +5,9 @@
  * See benchmarks/README.md.
  */
 import autocannon, { type Instance, type Result } from 'autocannon'
-import { fork, type ChildProcess } from 'node:child_process'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { execFileSync, fork, type ChildProcess } from 'node:child_process'
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { cpus, release, type as osType } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -42,6 +43,7 @@ interface Options {
   updateReadme: boolean
   retries: number
   maxForeign: number
+  pin: boolean
 }
 
 function readOptions (): Options {
@@ -54,6 +56,7 @@ function readOptions (): Options {
       samples: { type: 'string' },
       retries: { type: 'string' },
       'max-foreign': { type: 'string' },
+      pin: { type: 'boolean' },
       variants: { type: 'string' },
       routes: { type: 'string' },
       'cpu-prof': { type: 'boolean' },
@@ -100,24 +103,43 @@ Variants: ${VARIANTS.join(', ')}. Routes: ${ROUTES.join(', ')}.
     variants: list(values.variants, 'BENCH_VARIANTS', VARIANTS),
     routes: list(values.routes, 'BENCH_ROUTES', ROUTES),
     cpuProf: flag(values['cpu-prof'], 'BENCH_CPU_PROF'),
-    updateReadme: flag(values['update-readme'], 'BENCH_UPDATE_README')
+    updateReadme: flag(values['update-readme'], 'BENCH_UPDATE_README'),
+    pin: flag(values.pin, 'BENCH_PIN')
   }
 }
 
 const log = (line: string): void => { process.stderr.write(`${line}\n`) }
 
+// With --pin, the server under test gets the last core to itself and everything else (this
+// process, autocannon, redis-server, memcached) shares the others.
+const SERVER_CPU = String(cpus().length - 1)
+const OTHER_CPUS = cpus().length > 1 ? `0-${cpus().length - 2}` : '0'
+
+let pinWarned = false
+function pin (pid: number | undefined, cpuList: string): void {
+  if (pid === undefined) return
+  try {
+    // -a: every thread, V8's helpers and libuv's pool included.
+    execFileSync('taskset', ['-a', '-p', '-c', cpuList, String(pid)], { stdio: 'ignore' })
+  } catch (err) {
+    if (!pinWarned) log(`--pin: taskset failed (${err instanceof Error ? err.message : String(err)}); running unpinned`)
+    pinWarned = true
+  }
+}
+
 /** Everything that must not outlive the run: backends, the current child, the current load. */
 const running = {
   backends: [] as Backend[],
-  child: undefined as ChildProcess | undefined,
+  children: new Set<ChildProcess>(),
   load: undefined as Instance | undefined
 }
 
 async function cleanUp (): Promise<void> {
   running.load?.stop()
-  const child = running.child
-  running.child = undefined
-  if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  for (const child of running.children) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  }
+  running.children.clear()
   await Promise.allSettled(running.backends.map(async (backend) => { await backend.stop() }))
   running.backends = []
 }
@@ -135,21 +157,26 @@ process.on('SIGINT', onSignal)
 process.on('SIGTERM', onSignal)
 // Last resort if the process dies another way: no server process stays behind.
 process.on('exit', () => {
-  running.child?.kill('SIGKILL')
+  for (const child of running.children) child.kill('SIGKILL')
 })
 
 /** A started variant server and the parent's side of its IPC channel. */
 interface ServerChild {
   port: number
+  pid: number | undefined
   cpu (): Promise<number>
   close (): Promise<void>
 }
 
 async function startChild (variant: VariantName, ports: Record<string, number>, profileName: string | undefined): Promise<ServerChild> {
   const execArgv = ['--import', 'tsx']
-  if (profileName !== undefined) {
-    mkdirSync(here('./results/profiles/'), { recursive: true })
-    execArgv.push('--cpu-prof', `--cpu-prof-dir=${here('./results/profiles/')}`, `--cpu-prof-name=${profileName}`)
+  // tsx's loader runs on a thread of its own that --cpu-prof profiles too: each child writes
+  // into a folder of its own, and close() keeps the main thread's profile under a plain name.
+  const profileDir = profileName === undefined ? undefined : here(`./results/profiles/${profileName}.tmp/`)
+  if (profileDir !== undefined) {
+    rmSync(profileDir, { recursive: true, force: true })
+    mkdirSync(profileDir, { recursive: true })
+    execArgv.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`)
   }
   const child = fork(SERVER_ENTRY, [], {
     execArgv,
@@ -162,7 +189,7 @@ async function startChild (variant: VariantName, ports: Record<string, number>, 
     },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc']
   })
-  running.child = child
+  running.children.add(child)
   const waiting = new Map<number, (micros: number) => void>()
   let nextId = 0
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
@@ -180,6 +207,7 @@ async function startChild (variant: VariantName, ports: Record<string, number>, 
   const send = (message: ParentMessage): void => { child.send(message) }
   return {
     port,
+    pid: child.pid,
     async cpu () {
       const id = nextId++
       return await new Promise<number>((resolve, reject) => {
@@ -198,9 +226,22 @@ async function startChild (variant: VariantName, ports: Record<string, number>, 
           await exited
         }
       }
-      if (running.child === child) running.child = undefined
+      running.children.delete(child)
+      if (profileDir !== undefined) keepMainThreadProfile(profileDir, `${profileName as string}.cpuprofile`)
     }
   }
+}
+
+/** Node names profiles CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile; thread 0 is the main one. */
+function keepMainThreadProfile (dir: string, name: string): void {
+  const main = readdirSync(dir).find((file) => /^CPU\.\d+\.\d+\.\d+\.0\.\d+\.cpuprofile$/.test(file))
+  if (main === undefined) {
+    log(`no main-thread profile in ${dir}`)
+    return
+  }
+  renameSync(join(dir, main), join(dir, '..', name))
+  rmSync(dir, { recursive: true, force: true })
+  log(`profile: ${join(dir, '..', name)}`)
 }
 
 /** The session cookie a variant hands out at /login, or the placeholder for variants without one. */
@@ -412,6 +453,11 @@ async function main (): Promise<void> {
       meta.skipped['quart-memcached'] = `memcached could not start (${err instanceof Error ? err.message : String(err)})`
     }
   }
+  if (options.pin) {
+    if (cpus().length < 2) throw new Error('--pin needs at least 2 CPUs')
+    pin(process.pid, OTHER_CPUS)
+    for (const backend of Object.values(backends)) pin(backend.pid, OTHER_CPUS)
+  }
   const ports: Record<string, number> = {}
   if (backends.redis !== undefined) ports.redis = backends.redis.port
   if (backends.memcached !== undefined) ports.memcached = backends.memcached.port
@@ -423,35 +469,42 @@ async function main (): Promise<void> {
 
   const cells: Cell[] = []
   for (let round = 1; round <= options.rounds && !interrupted; round++) {
-    for (const variant of variants) {
-      if (interrupted) break
-      const backendName = VARIANT_BACKEND[variant]
-      const backend = backendName === undefined ? undefined : backends[backendName]
-      // Each variant starts from an empty keyspace, so earlier variants' /new keys weigh on no one.
-      await Promise.all(Object.values(backends).map(async (b) => { await b.flush() }))
-      let server: ServerChild
-      try {
-        server = await startChild(variant, ports, options.cpuProf ? `${variant}-round${round}.cpuprofile` : undefined)
-      } catch (err) {
-        // A variant that cannot start (e.g. the plugin not written yet) must not cost the others.
-        meta.skipped[variant] = err instanceof Error ? err.message : String(err)
-        log(`${variant}: skipped: ${meta.skipped[variant]}`)
-        variants = variants.filter((v) => v !== variant)
-        continue
+    // Fresh server processes each round, so one process's luck (layout, JIT) is one sample, not all.
+    const servers = new Map<VariantName, ServerChild>()
+    try {
+      for (const variant of variants) {
+        if (interrupted) break
+        try {
+          const server = await startChild(variant, ports, options.cpuProf ? `${variant}-round${round}` : undefined)
+          servers.set(variant, server)
+          if (options.pin) pin(server.pid, SERVER_CPU)
+        } catch (err) {
+          // A variant that cannot start (e.g. the plugin not written yet) must not cost the others.
+          meta.skipped[variant] = err instanceof Error ? err.message : String(err)
+          log(`${variant}: skipped: ${meta.skipped[variant]}`)
+        }
       }
-      try {
-        const cookie = await login(`http://127.0.0.1:${server.port}`, variant)
-        for (const route of options.routes) {
+      variants = variants.filter((v) => servers.has(v))
+      // Route by route, every variant in turn: the cells compared with each other (same route,
+      // bare and floor-redis) are measured seconds apart, so the machine's drift mostly cancels.
+      for (const route of options.routes) {
+        for (const variant of variants) {
           if (interrupted) break
+          const server = servers.get(variant) as ServerChild
+          const backendName = VARIANT_BACKEND[variant]
+          const backend = backendName === undefined ? undefined : backends[backendName]
+          // An empty keyspace for every cell: no variant pays for the keys of the /new cells before it.
+          await Promise.all(Object.values(backends).map(async (b) => { await b.flush() }))
+          const cookie = await login(`http://127.0.0.1:${server.port}`, variant)
           const cell: Cell = { round, variant, ...await measure(server, backend, Object.values(backends), route, cookie, options) }
           cells.push(cell)
           const commands = Object.entries(cell.commands).map(([name, n]) => `${name} ${(n / Math.max(cell.requests, 1)).toFixed(2)}`).join(' ')
-          log(`[round ${round}/${options.rounds}] ${variant.padEnd(16)} ${route.padEnd(8)} ${Math.round(cell.requests / cell.seconds).toString().padStart(6)} req/s  ` +
+          log(`[round ${round}/${options.rounds}] ${route.padEnd(8)} ${variant.padEnd(16)} ${Math.round(cell.requests / cell.seconds).toString().padStart(6)} req/s  ` +
             `${(cell.cpuMicros / Math.max(cell.requests, 1)).toFixed(1).padStart(6)} µs CPU/req  set-cookie ${cell.setCookie.toFixed(2)}  ${commands}`)
         }
-      } finally {
-        await server.close()
       }
+    } finally {
+      await Promise.allSettled([...servers.values()].map(async (server) => { await server.close() }))
     }
   }
   meta.variants = options.variants.filter((v) => cells.some((c) => c.variant === v))

@@ -15,6 +15,8 @@ import { LOGIN_USER, NEW_USER, SECRET, SESSION_TTL_SECONDS, STATIC_PREFIX } from
 const PUBLIC_DIR = fileURLToPath(new URL('./public/', import.meta.url))
 
 interface SessionData { user?: string, counter?: number }
+/** The plugin's record shape (see the README's record format), so the floor parses the same text. */
+interface SessionRecord { data: SessionData }
 
 /** The part of a session object the routes use; both plugins' sessions have it. */
 interface SessionLike {
@@ -94,25 +96,25 @@ const setups: Record<VariantName, Setup> = {
     return {
       handlers: {
         async login () {
-          await client.set(key, stringify({ user: LOGIN_USER, counter: 0 } satisfies SessionData), { expiration })
+          await client.set(key, stringify({ data: { user: LOGIN_USER, counter: 0 } } satisfies SessionRecord), { expiration })
           return { user: LOGIN_USER }
         },
         async read () {
           const text = await client.get(key)
-          const data: SessionData = text === null ? {} : parse(text)
-          return { user: data.user }
+          const record: SessionRecord = text === null ? { data: {} } : parse(text)
+          return { user: record.data.user }
         },
         async write () {
           const text = await client.get(key)
-          const data: SessionData = text === null ? {} : parse(text)
-          const counter = (data.counter ?? 0) + 1
-          data.counter = counter
-          await client.set(key, stringify(data), { expiration })
+          const record: SessionRecord = text === null ? { data: {} } : parse(text)
+          const counter = (record.data.counter ?? 0) + 1
+          record.data.counter = counter
+          await client.set(key, stringify(record), { expiration })
           return { counter }
         },
         async create () {
           // A counter, not a random id: the floor has no id to generate, only a key to fill.
-          await client.set(`floor:new:${next++}`, stringify({ user: NEW_USER } satisfies SessionData), { expiration })
+          await client.set(`floor:new:${next++}`, stringify({ data: { user: NEW_USER } } satisfies SessionRecord), { expiration })
           return { user: NEW_USER }
         }
       },
