@@ -139,13 +139,14 @@ export class MemcachedStore implements SessionStore {
         retries: 0,
         timeout: this.#timeoutMs,
         retry: retryMs,
-        // Never "dead": a dead server would only be tried again after a successful `ping` (see
-        // withoutPing). A failed server is skipped for `retry` ms, then the next command tries it.
+        // Never "dead": a dead server waits `reconnect` for the package's `ping` check (see
+        // withoutPing). Instead a failed server is skipped for `retry`, then the next command
+        // is the check, for as long as the outage lasts.
         failures: Number.MAX_SAFE_INTEGER,
+        // Its timer (default 5 minutes) would keep the process of a closed app alive.
         failuresTimeout: retryMs,
         reconnect: retryMs,
-        // Keys stay on their server while it is down: moving them would hand out other sessions'
-        // misses now and stale records when it returns.
+        // `remove` takes a dead server out of the hash ring for good: it would never come back.
         remove: false,
         maxValue: maxValueBytes
       }
@@ -196,7 +197,7 @@ export class MemcachedStore implements SessionStore {
     const stored = await this.#call<unknown>('set', (done) =>
       this.#client.set(memcachedKey(key), value, memcachedLifetime(ttlSeconds), done))
     if (stored !== true) {
-      throw new FST_QUART_SESSION_BACKEND('memcached set', 'the server did not store the item; if it is larger than the server\'s item limit (memcached -I), lower "maxValueBytes" to match')
+      throw new FST_QUART_SESSION_BACKEND('memcached set', `the server did not store the item of ${size} bytes; is its item size limit (memcached -I) below 1 MiB?`)
     }
   }
 
