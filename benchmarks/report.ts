@@ -39,6 +39,10 @@ export interface Meta {
   warmup: number
   connections: number
   samples: number
+  /** Cores of foreign work above which a cell was measured again. */
+  maxForeign: number
+  /** Whether the server ran on a core of its own (--pin). */
+  pin: boolean
   variants: VariantName[]
   routes: RouteName[]
   /** Variants that could not run at all, with why. */
@@ -189,8 +193,9 @@ export function renderMarkdown (summaries: Summary[], checks: TargetCheck[], met
   const out: string[] = []
   out.push(`Run ${meta.date} · Node ${meta.node} · ${meta.cpu} × ${meta.cores} cores · ${meta.os}`)
   out.push('')
-  out.push(`${meta.rounds} round(s), ${meta.duration} s measured per cell after ${meta.warmup} s warm-up, ${meta.connections} connections, ` +
-    `Set-Cookie from ${meta.samples} sample requests per cell. Medians over rounds; ratios are paired within each round.`)
+  out.push(`${meta.rounds} round(s), ${meta.duration} s measured per cell after ${meta.warmup} s warm-up, ${meta.connections} connections` +
+    `${meta.pin ? ', server pinned to a core of its own' : ''}; Set-Cookie from ${meta.samples} sample requests per cell; ` +
+    `cells re-measured when other processes used more than ${meta.maxForeign} cores. Medians over rounds; ratios are paired within each round.`)
   for (const [variant, why] of Object.entries(meta.skipped)) out.push(`\n**${variant} skipped:** ${why}`)
   out.push('')
 
