@@ -3,6 +3,8 @@ import { expect, test } from 'tstyche'
 import quartSession, {
   type QuartSessionOptions, type Session, type SessionStore, type DirectStore, MemoryStore, errors
 } from 'fastify-quart-session'
+import { RedisStore } from 'fastify-quart-session/redis'
+import { MemcachedStore } from 'fastify-quart-session/memcached'
 
 declare module 'fastify-quart-session' {
   interface SessionData {
@@ -64,6 +66,9 @@ test('fastify.sessionStore is the direct back-end API', () => {
 
 test('adapters implement SessionStore', () => {
   expect<SessionStore>().type.toBeAssignableFrom(new MemoryStore())
+  expect<SessionStore>().type.toBeAssignableFrom(new RedisStore({ uri: 'redis://localhost:6379' }))
+  expect<SessionStore>().type.toBeAssignableFrom(new MemcachedStore({ servers: ['a:11211', 'b:11211'], maxValueBytes: 2 ** 21 }))
+  expect(app.register(quartSession, { store: new MemcachedStore({ servers: 'localhost:11211', retry: 2 }) })).type.not.toRaiseError()
   const minimal = {
     async get (_key: string): Promise<string | undefined> { return undefined },
     async set (_key: string, _value: string, _ttl: number): Promise<void> {},
