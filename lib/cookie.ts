@@ -23,6 +23,9 @@ export class SessionCookie {
   readonly maxAge: number
   readonly #attributes: string
   readonly #secure: boolean | 'auto'
+  /** `; Max-Age=…; Expires=…` for the current second: HTTP dates have whole seconds anyway. */
+  #lifetime = ''
+  #second = -1
 
   constructor (name: string, options: Required<Pick<CookieOptions, 'path' | 'httpOnly' | 'secure' | 'sameSite'>> & CookieOptions, maxAge: number) {
     this.name = name
@@ -42,7 +45,12 @@ export class SessionCookie {
   set (request: FastifyRequest, reply: FastifyReply, value: string, permanent: boolean): void {
     let header = this.name + '=' + value
     if (permanent) {
-      header += '; Max-Age=' + this.maxAge + '; Expires=' + new Date(Date.now() + this.maxAge * 1000).toUTCString()
+      const second = Math.floor(Date.now() / 1000)
+      if (second !== this.#second) {
+        this.#second = second
+        this.#lifetime = '; Max-Age=' + this.maxAge + '; Expires=' + new Date((second + this.maxAge) * 1000).toUTCString()
+      }
+      header += this.#lifetime
     }
     reply.header('set-cookie', header + this.#suffix(request))
   }

@@ -1,12 +1,12 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import { Signer } from '@fastify/cookie'
 import type { ResolvedOptions } from './options.js'
 import type { Backend } from './backend.js'
 import { SessionCookie } from './cookie.js'
 import { AddressPin } from './pin.js'
 import { type Data, type SessionRecord, Session } from './session.js'
 import { isValidId } from './id.js'
-import { kClearCookie, kCookie, kDirty, kDone, kExposed, kId, kPermanent, kSession, kTouch } from './symbols.js'
+import { CookieSigner, readCookie } from './signing.js'
+import { kClearCookie, kCookie, kDirty, kDone, kExposed, kId, kPermanent, kSession, kSigned, kTouch } from './symbols.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -21,9 +21,9 @@ type SaveHook = (request: FastifyRequest, reply: FastifyReply, payload: unknown,
 // goes through without allocating a promise.
 
 /** The `onRequest` hook that loads the session of a request. */
-export function createLoadHook (options: ResolvedOptions, backend: Backend): LoadHook {
+export function createLoadHook (options: ResolvedOptions, backend: Backend, signer: CookieSigner | undefined): LoadHook {
   const { cookieName } = options
-  const signer = options.secrets === undefined ? undefined : new Signer(options.secrets, 'sha256')
+  const needle = cookieName + '='
   const pinner = options.protection ? new AddressPin(options.secrets as string[], options.reverseProxy) : undefined
 
   function fresh (request: FastifyRequest, address: string | undefined): Session {
@@ -39,7 +39,7 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend): Loa
     return address
   }
 
-  async function open (request: FastifyRequest, id: string, renew: boolean): Promise<void> {
+  async function open (request: FastifyRequest, id: string, signed: string | undefined): Promise<void> {
     const text = await backend.read(id)
     const address = addressOf(request)
     let record: SessionRecord | undefined
@@ -67,24 +67,27 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend): Loa
       pin = pinner.pin(address)
     }
     const session = new Session(backend, id, record.data, text, record.permanent !== false, pin)
-    // Signed with an older secret: re-issue the cookie, and restart the TTL so both agree.
-    if (renew) session[kTouch] = true
+    if (signed === undefined) {
+      // Signed with an older secret: re-issue the cookie, and restart the TTL so both agree.
+      if (signer !== undefined) session[kTouch] = true
+    } else {
+      session[kSigned] = signed
+    }
     request[kSession] = session
   }
 
   return function loadSession (request, reply, done) {
-    const raw = (request.cookies ?? request.server.parseCookie(request.headers.cookie ?? ''))[cookieName]
+    const cookies = request.cookies
+    const raw = cookies == null ? readCookie(request.headers.cookie, needle) : cookies[cookieName]
     let id: string | undefined
-    let renew = false
+    // The signed value as the client holds it, to send back unchanged (no HMAC) while the id stays.
+    let signed: string | undefined
     if (raw !== undefined) {
       if (signer === undefined) {
         id = raw
       } else {
-        const unsigned = signer.unsign(raw)
-        if (unsigned.valid) {
-          id = unsigned.value as string
-          renew = unsigned.renew
-        }
+        id = signer.verify(raw)
+        if (!signer.renew) signed = raw
       }
     }
     // Never send the backend an id we could not have made.
@@ -93,20 +96,24 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend): Loa
       done()
       return
     }
-    open(request, id, renew).then(done as () => void, done)
+    open(request, id, signed).then(done as () => void, done)
   }
 }
 
 /** The `onSend` hook that saves the session and sends or expires its cookie. */
-export function createSaveHook (options: ResolvedOptions, backend: Backend): SaveHook {
+export function createSaveHook (options: ResolvedOptions, backend: Backend, signer: CookieSigner | undefined): SaveHook {
   const cookie = new SessionCookie(options.cookieName, options.cookie, options.maxAge)
-  const signer = options.secrets === undefined ? undefined : new Signer(options.secrets, 'sha256')
 
   // The cookie goes out only once the write succeeded: a redirect never points at nothing.
   function sendCookie (request: FastifyRequest, reply: FastifyReply, session: Session): void {
     if (session[kCookie]) {
       const id = session[kId]
-      cookie.set(request, reply, signer === undefined ? id : signer.sign(id), session[kPermanent])
+      let value = id
+      if (signer !== undefined) {
+        const signed = session[kSigned]
+        value = signed !== undefined && signed.startsWith(id) && signed.charCodeAt(id.length) === 46 ? signed : signer.sign(id)
+      }
+      cookie.set(request, reply, value, session[kPermanent])
       session[kCookie] = false
     } else if (session[kClearCookie]) {
       cookie.clear(request, reply)

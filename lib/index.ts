@@ -6,6 +6,7 @@ import { Backend } from './backend.js'
 import { DirectStore } from './direct.js'
 import { DisabledSession, type Session } from './session.js'
 import { createLoadHook, createSaveHook } from './hooks.js'
+import { CookieSigner } from './signing.js'
 import { MemoryStore } from './stores/memory.js'
 import { FST_QUART_SESSION_CONNECT, FST_QUART_SESSION_INVALID_OPTION } from './errors.js'
 import { kSession } from './symbols.js'
@@ -41,8 +42,9 @@ async function quartSession (fastify: FastifyInstance, opts: QuartSessionOptions
     }
   })
 
-  const loadSession = createLoadHook(options, backend)
-  const saveSession = createSaveHook(options, backend)
+  const signer = options.secrets === undefined ? undefined : new CookieSigner(options.secrets)
+  const loadSession = createLoadHook(options, backend, signer)
+  const saveSession = createSaveHook(options, backend, signer)
   fastify.addHook('onRoute', function attachSessionHooks (route: RouteOptions) {
     if (!routeWantsSession(route, options.staticFiles)) return
     // Hooks go on the routes that use sessions only: the others pay nothing at all.

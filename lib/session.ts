@@ -3,7 +3,7 @@ import type { Backend } from './backend.js'
 import { FST_QUART_SESSION_DISABLED, FST_QUART_SESSION_INVALID_KEY } from './errors.js'
 import { generateId } from './id.js'
 import {
-  kBackend, kClearCookie, kCookie, kData, kDirty, kDone, kExposed, kId, kNew, kPermanent, kPin, kText, kTouch
+  kBackend, kClearCookie, kCookie, kData, kDirty, kDone, kExposed, kId, kNew, kPermanent, kPin, kSigned, kText, kTouch
 } from './symbols.js'
 
 /** Session data as held in memory: a null-prototype object, so no key ever hits Object.prototype. */
@@ -41,6 +41,7 @@ export class Session {
   [kClearCookie]: boolean
   /** The save hook has run for this request. */
   [kDone]: boolean
+  [kSigned]: string | undefined
 
   constructor (backend: Backend, id: string, data: Data, text: string | undefined, permanent: boolean, pin: string | undefined) {
     this[kBackend] = backend
@@ -56,6 +57,7 @@ export class Session {
     this[kCookie] = false
     this[kClearCookie] = false
     this[kDone] = false
+    this[kSigned] = undefined
   }
 
   /** The session id (the cookie carries it, signed when a secret is set). */

@@ -20,3 +20,5 @@ export const kClearCookie = Symbol('quart-session.clearCookie')
 export const kDone = Symbol('quart-session.done')
 /** The request's session, or null where the route has none. */
 export const kSession = Symbol('quart-session.session')
+/** The signed cookie value the client sent for this id, reused when the cookie is re-sent. */
+export const kSigned = Symbol('quart-session.signed')

@@ -122,3 +122,31 @@ describe('signed cookies', () => {
     await after.close()
   })
 })
+
+describe('reading the cookie', () => {
+  it('works with @fastify/cookie registered with hook: false, among other cookies', async () => {
+    const { default: Fastify } = await import('fastify')
+    const { default: cookiePlugin } = await import('@fastify/cookie')
+    const { default: quartSession } = await import('../lib/index.js')
+    const store = new CountingStore()
+    const app = Fastify()
+    await app.register(cookiePlugin, { hook: false })
+    await app.register(quartSession, { store, secret: SECRET })
+    routes(app)
+    const set = cookieOf(await app.inject('/set'))
+    assert.ok(set)
+    const headers = [
+      `${set.pair}`,
+      `theme=dark; ${set.pair}; lang=en`,
+      `xsession=nope;${set.pair}`,
+      `session_old=zzz; session="${set.value}"`
+    ]
+    for (const cookie of headers) {
+      const response = await app.inject({ url: '/read', headers: { cookie } })
+      assert.equal(response.json().foo, 'bar', cookie)
+    }
+    const other = await app.inject({ url: '/read', headers: { cookie: `xsession=${set.value}` } })
+    assert.equal(other.json().foo, null, 'a cookie whose name merely ends in the session name is not ours')
+    await app.close()
+  })
+})
