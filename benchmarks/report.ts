@@ -24,8 +24,8 @@ export interface Cell {
   cpuShare: number
   /** Cores' worth of CPU other processes used during the window; null where it cannot be read. */
   foreign: number | null
-  /** Windows measured for this cell; more than one when other processes disturbed the first. */
-  attempts: number
+  /** Slices measured again because other processes disturbed them. */
+  retries: number
 }
 
 export interface Meta {
@@ -246,7 +246,7 @@ export function renderMarkdown (summaries: Summary[], checks: TargetCheck[], met
       s.perRoundVsFloor.map((r) => fixed(r, 2)).join(' / '),
       s.perRoundCpu.map((c) => fixed(c, 1)).join(' / '),
       s.perRoundCommands.map((c) => fixed(c, 2)).join(' / '),
-      s.rounds.map((c) => (c.foreign === null ? '—' : fixed(c.foreign, 2)) + (c.attempts > 1 ? ` (${c.attempts} tries)` : '')).join(' / ')
+      s.rounds.map((c) => (c.foreign === null ? '—' : fixed(c.foreign, 2)) + (c.retries > 0 ? ` (${c.retries} re-measured)` : '')).join(' / ')
     ])
   ))
   return out.join('\n') + '\n'

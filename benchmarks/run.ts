@@ -41,6 +41,7 @@ interface Options {
   routes: RouteName[]
   cpuProf: boolean
   updateReadme: boolean
+  slice: number
   retries: number
   retryBudget: number
   maxForeign: number
@@ -55,6 +56,7 @@ function readOptions (): Options {
       rounds: { type: 'string' },
       connections: { type: 'string' },
       samples: { type: 'string' },
+      slice: { type: 'string' },
       retries: { type: 'string' },
       'retry-budget': { type: 'string' },
       'max-foreign': { type: 'string' },
@@ -67,10 +69,10 @@ function readOptions (): Options {
     }
   })
   if (values.help === true) {
-    process.stdout.write(`npm run bench -- [--duration s] [--warmup s] [--rounds n] [--connections n] [--samples n]
+    process.stdout.write(`npm run bench -- [--duration s] [--slice s] [--warmup s] [--rounds n] [--connections n] [--samples n]
                         [--retries n] [--retry-budget s] [--max-foreign cores] [--pin]
                         [--variants a,b] [--routes /a,/b] [--cpu-prof] [--update-readme]
-Each flag also reads from the environment: BENCH_DURATION, BENCH_WARMUP, BENCH_ROUNDS, BENCH_CONNECTIONS,
+Each flag also reads from the environment: BENCH_DURATION, BENCH_SLICE, BENCH_WARMUP, BENCH_ROUNDS, BENCH_CONNECTIONS,
 BENCH_SAMPLES, BENCH_RETRIES, BENCH_RETRY_BUDGET, BENCH_MAX_FOREIGN, BENCH_PIN=1, BENCH_VARIANTS,
 BENCH_ROUTES, BENCH_CPU_PROF=1, BENCH_UPDATE_README=1. See benchmarks/README.md.
 Variants: ${VARIANTS.join(', ')}. Routes: ${ROUTES.join(', ')}.
@@ -100,6 +102,7 @@ Variants: ${VARIANTS.join(', ')}. Routes: ${ROUTES.join(', ')}.
     rounds: Math.round(number(values.rounds, 'BENCH_ROUNDS', 3, 1, 20)),
     connections: Math.round(number(values.connections, 'BENCH_CONNECTIONS', 10, 1, 1000)),
     samples: Math.round(number(values.samples, 'BENCH_SAMPLES', 20, 1, 1000)),
+    slice: number(values.slice, 'BENCH_SLICE', 1, 0.5, 120),
     retries: Math.round(number(values.retries, 'BENCH_RETRIES', 2, 0, 10)),
     retryBudget: number(values['retry-budget'], 'BENCH_RETRY_BUDGET', 180, 0, 3600),
     maxForeign: number(values['max-foreign'], 'BENCH_MAX_FOREIGN', 0.15, 0, 64),
@@ -336,17 +339,39 @@ async function waitForQuiet (server: ServerChild, backends: Backend[], options: 
   return false
 }
 
-/** Seconds spent re-measuring disturbed cells so far, against --retry-budget. */
+/** Seconds spent re-measuring disturbed slices so far, against --retry-budget. */
 let retrySpent = 0
 
-type Window = Omit<Cell, 'round' | 'variant' | 'route' | 'setCookie' | 'attempts'>
+/** A variant's server as one route drives it. */
+interface Target {
+  variant: VariantName
+  server: ServerChild
+  /** The backend whose command counters belong to this variant. */
+  backend: Backend | undefined
+  url: string
+  headers: Record<string, string>
+}
 
-async function measureWindow (server: ServerChild, backend: Backend | undefined, backends: Backend[], url: string, headers: Record<string, string>, options: Options): Promise<Window> {
+/** One measured slice of a cell. */
+interface Slice {
+  requests: number
+  seconds: number
+  wall: number
+  non2xx: number
+  errors: number
+  commands: Record<string, number>
+  cpuMicros: number
+  foreign: number | null
+  latencies: Latencies
+}
+
+async function measureSlice (target: Target, backends: Backend[], seconds: number, options: Options): Promise<Slice> {
+  const { server, backend } = target
   const statsBefore = await snapshot(backend)
   const busyBefore = machineBusyMicros()
   const before = await ownMicros(server, backends)
   const start = performance.now()
-  const { result, latencies } = await load(url, headers, options.duration, options.connections)
+  const { result, latencies } = await load(target.url, target.headers, seconds, options.connections)
   // Lets requests cut off by the end of the window finish inside the CPU and command counts.
   await sleep(100)
   const after = await ownMicros(server, backends)
@@ -363,47 +388,104 @@ async function measureWindow (server: ServerChild, backend: Backend | undefined,
   return {
     requests: result.requests.total,
     seconds: result.duration,
-    p50: percentile(latencies, 50),
-    p99: percentile(latencies, 99),
+    wall,
     non2xx: result.non2xx,
     errors: result.errors + result.timeouts,
     commands,
     cpuMicros: after.server - before.server,
-    cpuShare: (after.server - before.server) / (wall * 1e6),
-    foreign: foreignCores(busyBefore, busyAfter, after.own - before.own, wall) ?? null
+    foreign: foreignCores(busyBefore, busyAfter, after.own - before.own, wall) ?? null,
+    latencies
   }
 }
 
-async function measure (server: ServerChild, backend: Backend | undefined, backends: Backend[], route: RouteName, cookie: string, options: Options): Promise<Omit<Cell, 'round' | 'variant'>> {
-  const spec = ROUTE_SPECS[route]
-  const url = `http://127.0.0.1:${server.port}${spec.path}`
-  const headers: Record<string, string> = spec.cookie ? { cookie } : {}
-  if (options.warmup > 0) await load(url, headers, options.warmup, options.connections)
-  // Lets requests cut off by the end of the warm-up finish before the counters are read.
-  await sleep(100)
-  let best: Window | undefined
-  let attempts = 0
-  // Bounded twice over (retries per cell, seconds per run): a machine that never quietens still
-  // gets every cell, marked with its foreign load.
-  while (!interrupted) {
-    attempts++
-    const window = await measureWindow(server, backend, backends, url, headers, options)
-    if (best === undefined || (window.foreign ?? 0) < (best.foreign ?? 0)) best = window
-    if (window.foreign === null || window.foreign <= options.maxForeign) break
-    if (attempts > options.retries || retrySpent >= options.retryBudget) {
-      log(`  ${route}: other processes used ${window.foreign.toFixed(2)} cores during the window; kept (no retries left)`)
+/**
+ * A slice, measured again while other processes disturb it; the least disturbed one is kept.
+ * Bounded twice over (retries per slice, seconds per run): a machine that never quietens still
+ * gets every cell, marked with its foreign load.
+ */
+async function measureQuietSlice (target: Target, route: RouteName, backends: Backend[], seconds: number, options: Options): Promise<{ slice: Slice, retries: number }> {
+  let best = await measureSlice(target, backends, seconds, options)
+  let retries = 0
+  let last = best
+  while (!interrupted && last.foreign !== null && last.foreign > options.maxForeign) {
+    const what = `  ${route} ${target.variant}: other processes used ${last.foreign.toFixed(2)} cores`
+    if (retries >= options.retries || retrySpent >= options.retryBudget) {
+      log(`${what}; kept (no retries left)`)
       break
     }
-    log(`  ${route}: other processes used ${window.foreign.toFixed(2)} cores during the window; measuring again`)
+    log(`${what}; measuring again`)
+    retries++
     const start = performance.now()
-    await waitForQuiet(server, backends, options)
-    if (options.warmup > 0) await load(url, headers, Math.min(options.warmup, 1), options.connections)
-    await sleep(100)
-    retrySpent += (performance.now() - start) / 1000 + options.duration
+    await waitForQuiet(target.server, backends, options)
+    last = await measureSlice(target, backends, seconds, options)
+    retrySpent += (performance.now() - start) / 1000
+    if ((last.foreign ?? 0) < (best.foreign ?? 0)) best = last
   }
-  if (best === undefined) throw new Error('interrupted')
-  const sample = await sampleSetCookie(url, headers, options.samples)
-  return { ...best, route, non2xx: best.non2xx + sample.failed, setCookie: sample.perResponse, attempts }
+  return { slice: best, retries }
+}
+
+function concatSorted (arrays: Latencies[]): Latencies {
+  const all = new Float64Array(arrays.reduce((n, a) => n + a.length, 0))
+  let at = 0
+  for (const a of arrays) { all.set(a, at); at += a.length }
+  return all.sort()
+}
+
+/**
+ * One route of one round, every variant: a warm-up each, then the measured time cut into slices
+ * that go round the variants, one way then back (A B C, C B A, …). Each variant's cell is spread
+ * over the same stretch of time as the others', so the machine's drift falls on all of them alike.
+ */
+async function measureRoute (round: number, route: RouteName, targets: Target[], backends: Backend[], options: Options): Promise<Cell[]> {
+  for (const target of targets) {
+    if (options.warmup > 0 && !interrupted) await load(target.url, target.headers, options.warmup, options.connections)
+  }
+  // Lets requests cut off by the end of the warm-up finish before the counters are read.
+  await sleep(100)
+  const count = Math.max(1, Math.round(options.duration / options.slice))
+  const seconds = options.duration / count
+  const slices = new Map<VariantName, Slice[]>(targets.map((t) => [t.variant, []]))
+  const retries = new Map<VariantName, number>(targets.map((t) => [t.variant, 0]))
+  for (let k = 0; k < count && !interrupted; k++) {
+    const order = k % 2 === 0 ? targets : [...targets].reverse()
+    for (const target of order) {
+      if (interrupted) break
+      const measured = await measureQuietSlice(target, route, backends, seconds, options)
+      slices.get(target.variant)?.push(measured.slice)
+      retries.set(target.variant, (retries.get(target.variant) ?? 0) + measured.retries)
+    }
+  }
+  if (interrupted) throw new Error('interrupted')
+  const cells: Cell[] = []
+  for (const target of targets) {
+    const list = slices.get(target.variant) ?? []
+    const sum = (pick: (s: Slice) => number): number => list.reduce((n, s) => n + pick(s), 0)
+    const commands: Record<string, number> = {}
+    for (const slice of list) {
+      for (const [name, n] of Object.entries(slice.commands)) commands[name] = (commands[name] ?? 0) + n
+    }
+    const latencies = concatSorted(list.map((s) => s.latencies))
+    const wall = sum((s) => s.wall)
+    const sample = await sampleSetCookie(target.url, target.headers, options.samples)
+    cells.push({
+      round,
+      variant: target.variant,
+      route,
+      requests: sum((s) => s.requests),
+      seconds: sum((s) => s.seconds),
+      p50: percentile(latencies, 50),
+      p99: percentile(latencies, 99),
+      non2xx: sum((s) => s.non2xx) + sample.failed,
+      errors: sum((s) => s.errors),
+      setCookie: sample.perResponse,
+      commands,
+      cpuMicros: sum((s) => s.cpuMicros),
+      cpuShare: sum((s) => s.cpuMicros) / (wall * 1e6),
+      foreign: list.some((s) => s.foreign === null) ? null : sum((s) => (s.foreign ?? 0) * s.wall) / wall,
+      retries: retries.get(target.variant) ?? 0
+    })
+  }
+  return cells
 }
 
 function machine (): Pick<Meta, 'node' | 'cpu' | 'cores' | 'os'> {
@@ -476,7 +558,8 @@ async function main (): Promise<void> {
   if (backends.memcached !== undefined) ports.memcached = backends.memcached.port
 
   let variants = options.variants.filter((v) => meta.skipped[v] === undefined)
-  const perCell = options.warmup + options.duration + 0.4 + options.samples * 0.002
+  const slices = Math.max(1, Math.round(options.duration / options.slice))
+  const perCell = options.warmup + 0.1 + options.duration + slices * 0.3 + options.samples * 0.003
   const estimate = options.rounds * variants.length * (options.routes.length * perCell + 1.5)
   log(`${options.rounds} round(s) × ${variants.length} variant(s) × ${options.routes.length} route(s): about ${Math.ceil(estimate / 60)} min`)
 
@@ -498,21 +581,28 @@ async function main (): Promise<void> {
         }
       }
       variants = variants.filter((v) => servers.has(v))
-      // Route by route, every variant in turn: the cells compared with each other (same route,
-      // bare and floor-redis) are measured seconds apart, so the machine's drift mostly cancels.
       for (const route of options.routes) {
+        if (interrupted) break
+        // An empty keyspace for every route: no cell pays for the keys of earlier /new cells.
+        await Promise.all(Object.values(backends).map(async (b) => { await b.flush() }))
+        const spec = ROUTE_SPECS[route]
+        const targets: Target[] = []
         for (const variant of variants) {
-          if (interrupted) break
           const server = servers.get(variant) as ServerChild
           const backendName = VARIANT_BACKEND[variant]
-          const backend = backendName === undefined ? undefined : backends[backendName]
-          // An empty keyspace for every cell: no variant pays for the keys of the /new cells before it.
-          await Promise.all(Object.values(backends).map(async (b) => { await b.flush() }))
           const cookie = await login(`http://127.0.0.1:${server.port}`, variant)
-          const cell: Cell = { round, variant, ...await measure(server, backend, Object.values(backends), route, cookie, options) }
+          targets.push({
+            variant,
+            server,
+            backend: backendName === undefined ? undefined : backends[backendName],
+            url: `http://127.0.0.1:${server.port}${spec.path}`,
+            headers: spec.cookie ? { cookie } : {}
+          })
+        }
+        for (const cell of await measureRoute(round, route, targets, Object.values(backends), options)) {
           cells.push(cell)
           const commands = Object.entries(cell.commands).map(([name, n]) => `${name} ${(n / Math.max(cell.requests, 1)).toFixed(2)}`).join(' ')
-          log(`[round ${round}/${options.rounds}] ${route.padEnd(8)} ${variant.padEnd(16)} ${Math.round(cell.requests / cell.seconds).toString().padStart(6)} req/s  ` +
+          log(`[round ${round}/${options.rounds}] ${route.padEnd(8)} ${cell.variant.padEnd(16)} ${Math.round(cell.requests / cell.seconds).toString().padStart(6)} req/s  ` +
             `${(cell.cpuMicros / Math.max(cell.requests, 1)).toFixed(1).padStart(6)} µs CPU/req  set-cookie ${cell.setCookie.toFixed(2)}  ${commands}`)
         }
       }
