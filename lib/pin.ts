@@ -3,6 +3,7 @@ import type { FastifyRequest } from 'fastify'
 
 /** Stored as the pin when the address could not be told: it matches no address, ever. */
 const UNKNOWN = '!unknown'
+const PIN_CACHE_SIZE = 4096
 
 /**
  * Session protection: a session is pinned to a keyed hash of the client address, so a stolen
@@ -11,6 +12,8 @@ const UNKNOWN = '!unknown'
 export class AddressPin {
   readonly #secrets: string[]
   readonly #reverseProxy: boolean
+  // A client comes back with the same address: remember its pin rather than hash per request.
+  readonly #pins = new Map<string, string>()
 
   constructor (secrets: string[], reverseProxy: boolean) {
     this.#secrets = secrets
@@ -34,14 +37,23 @@ export class AddressPin {
 
   /** The pin for an address (UNKNOWN when there is none). */
   pin (address: string | undefined): string {
-    return address === undefined ? UNKNOWN : this.#hash(address, this.#secrets[0])
+    if (address === undefined) return UNKNOWN
+    const pins = this.#pins
+    let pin = pins.get(address)
+    if (pin === undefined) {
+      pin = this.#hash(address, this.#secrets[0])
+      if (pins.size >= PIN_CACHE_SIZE) pins.delete(pins.keys().next().value as string)
+      pins.set(address, pin)
+    }
+    return pin
   }
 
   /** Does `pin` belong to `address`? Checks older secrets too, so a rotation drops no session. */
   matches (pin: string, address: string | undefined): boolean {
     if (address === undefined || pin === UNKNOWN) return false
+    if (this.pin(address) === pin) return true
     const secrets = this.#secrets
-    for (let i = 0; i < secrets.length; i++) {
+    for (let i = 1; i < secrets.length; i++) {
       if (this.#hash(address, secrets[i]) === pin) return true
     }
     return false
