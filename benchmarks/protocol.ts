@@ -1,6 +1,6 @@
 /** What run.ts and server.ts agree on: variants, routes, the session payload and IPC messages. */
 
-export const VARIANTS = ['bare', 'floor-redis', 'quart-memory', 'quart-redis', 'quart-memcached', 'fastify-session'] as const
+export const VARIANTS = ['bare', 'floor-redis', 'floor-redis-notimeout', 'quart-memory', 'quart-redis', 'quart-memcached', 'fastify-session'] as const
 export type VariantName = typeof VARIANTS[number]
 
 export const ROUTES = ['/anon', '/read', '/write', '/new', '/static'] as const
@@ -30,10 +30,16 @@ export const ROUTE_SPECS: Record<RouteName, RouteSpec> = {
 export const VARIANT_BACKEND: Record<VariantName, 'redis' | 'memcached' | undefined> = {
   bare: undefined,
   'floor-redis': 'redis',
+  'floor-redis-notimeout': 'redis',
   'quart-memory': undefined,
   'quart-redis': 'redis',
   'quart-memcached': 'memcached',
   'fastify-session': 'redis'
+}
+
+/** Routes a variant runs, where not all: /anon and /static would only repeat floor-redis there. */
+export const VARIANT_ROUTES: Partial<Record<VariantName, readonly RouteName[]>> = {
+  'floor-redis-notimeout': ['/read', '/write', '/new']
 }
 
 // 40 characters: this plugin refuses secrets under 32, and both plugins get the same one.

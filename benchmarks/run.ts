@@ -16,7 +16,7 @@ import { startMemcached, startRedis, statsDelta, type Backend } from './backends
 import { foreignCores, machineBusyMicros, processMicros } from './machine.js'
 import { checkTargets, renderMarkdown, summarize, type Cell, type Meta } from './report.js'
 import {
-  ROUTE_SPECS, ROUTES, VARIANT_BACKEND, VARIANTS,
+  ROUTE_SPECS, ROUTES, VARIANT_BACKEND, VARIANT_ROUTES, VARIANTS,
   type ChildMessage, type ParentMessage, type RouteName, type VariantName
 } from './protocol.js'
 
@@ -257,7 +257,7 @@ async function login (base: string, variant: VariantName): Promise<string> {
   if (!response.ok) throw new Error(`${variant} /login answered ${response.status}: ${body.slice(0, 500)}`)
   const cookies = response.headers.getSetCookie()
   if (cookies.length === 0) {
-    if (variant === 'bare' || variant === 'floor-redis') return PLACEHOLDER_COOKIE
+    if (variant === 'bare' || variant.startsWith('floor-')) return PLACEHOLDER_COOKIE
     throw new Error(`${variant} /login set no cookie`)
   }
   return cookies.map((c) => c.split(';', 1)[0]).join('; ')
@@ -560,7 +560,8 @@ async function main (): Promise<void> {
   let variants = options.variants.filter((v) => meta.skipped[v] === undefined)
   const slices = Math.max(1, Math.round(options.duration / options.slice))
   const perCell = options.warmup + 0.1 + options.duration + slices * 0.3 + options.samples * 0.003
-  const estimate = options.rounds * variants.length * (options.routes.length * perCell + 1.5)
+  const cellsPerRound = variants.reduce((n, v) => n + options.routes.filter((r) => (VARIANT_ROUTES[v] ?? ROUTES).includes(r)).length, 0)
+  const estimate = options.rounds * (cellsPerRound * perCell + variants.length * 1.5)
   log(`${options.rounds} round(s) × ${variants.length} variant(s) × ${options.routes.length} route(s): about ${Math.ceil(estimate / 60)} min`)
 
   const cells: Cell[] = []
@@ -588,6 +589,7 @@ async function main (): Promise<void> {
         const spec = ROUTE_SPECS[route]
         const targets: Target[] = []
         for (const variant of variants) {
+          if (!(VARIANT_ROUTES[variant] ?? ROUTES).includes(route)) continue
           const server = servers.get(variant) as ServerChild
           const backendName = VARIANT_BACKEND[variant]
           const cookie = await login(`http://127.0.0.1:${server.port}`, variant)
@@ -602,7 +604,7 @@ async function main (): Promise<void> {
         for (const cell of await measureRoute(round, route, targets, Object.values(backends), options)) {
           cells.push(cell)
           const commands = Object.entries(cell.commands).map(([name, n]) => `${name} ${(n / Math.max(cell.requests, 1)).toFixed(2)}`).join(' ')
-          log(`[round ${round}/${options.rounds}] ${route.padEnd(8)} ${cell.variant.padEnd(16)} ${Math.round(cell.requests / cell.seconds).toString().padStart(6)} req/s  ` +
+          log(`[round ${round}/${options.rounds}] ${route.padEnd(8)} ${cell.variant.padEnd(21)} ${Math.round(cell.requests / cell.seconds).toString().padStart(6)} req/s  ` +
             `${(cell.cpuMicros / Math.max(cell.requests, 1)).toFixed(1).padStart(6)} µs CPU/req  set-cookie ${cell.setCookie.toFixed(2)}  ${commands}`)
         }
       }
