@@ -260,7 +260,7 @@ function resolveCookie (input: unknown): ResolvedOptions['cookie'] {
   }
 }
 
-function isServers (value: unknown): boolean {
+export function isServers (value: unknown): value is string | string[] | Record<string, number> {
   if (typeof value === 'string') return value.length > 0
   if (Array.isArray(value)) return value.length > 0 && value.every((s) => typeof s === 'string' && s.length > 0)
   if (typeof value === 'object' && value !== null) {

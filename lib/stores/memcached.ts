@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { connect } from 'node:net'
 import Memcached from 'memcached'
 import type { SessionStore } from '../store.js'
+import { isServers } from '../options.js'
 import {
   FST_QUART_SESSION_BACKEND,
   FST_QUART_SESSION_CONNECT,
@@ -346,16 +347,6 @@ function isMemcachedLike (value: unknown): value is MemcachedLike {
   if (typeof value !== 'object' || value === null) return false
   const client = value as Record<string, unknown>
   return ['get', 'set', 'del', 'touch', 'version'].every((name) => typeof client[name] === 'function')
-}
-
-function isServers (value: unknown): value is MemcachedServers {
-  if (typeof value === 'string') return value.length > 0
-  if (Array.isArray(value)) return value.length > 0 && value.every((s) => typeof s === 'string' && s.length > 0)
-  if (typeof value === 'object' && value !== null) {
-    const entries = Object.entries(value)
-    return entries.length > 0 && entries.every(([, weight]) => typeof weight === 'number' && weight > 0)
-  }
-  return false
 }
 
 // The error constructors are typed by their message arguments only, so the cause is set after.
