@@ -2,20 +2,13 @@ import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { parse } from 'devalue'
 import './helpers/session-data.js'
-import { build, cookieOf, setCookieCount, CountingStore } from './helpers/app.js'
+import { build, cookieOf, setCookieCount, sessionRoutes, CountingStore } from './helpers/app.js'
 
 const MAX_AGE = 31 * 24 * 60 * 60
 
 async function appWith (store: CountingStore, options = {}) {
   return await build({ store, ...options }, (app) => {
-    app.get('/set', async (request) => { request.session.set('foo', 'bar'); return 'ok' })
-    app.get('/read', async (request) => request.session.get('foo') ?? 'none')
-    app.get('/nothing', async () => 'nothing')
-    app.get('/counter', async (request) => {
-      const n = (request.session.get('counter') ?? 0) + 1
-      request.session.set('counter', n)
-      return n
-    })
+    sessionRoutes(app)
     app.get('/cart/init', async (request) => { request.session.set('cart', { items: [] }); return 'ok' })
     app.get('/cart/add/:item', async (request) => {
       request.session.get('cart')?.items.push((request.params as { item: string }).item)
@@ -39,8 +32,6 @@ async function appWith (store: CountingStore, options = {}) {
       request.session.set('user', { id: 'u1', name: 'Ada' })
       return { before, after: request.session.id }
     })
-    app.get('/logout', async (request) => { await request.session.destroy(); return 'bye' })
-    app.get('/touch', async (request) => { request.session.touch(); return 'touched' })
     app.get('/browser-session', async (request) => { request.session.permanent = false; request.session.set('foo', 'b'); return 'ok' })
     app.get('/redirect', async (request, reply) => {
       request.session.set('foo', 'after-redirect')

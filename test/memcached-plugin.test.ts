@@ -2,87 +2,26 @@
 // backend checked by a separate client and by the servers' own stats.
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { parse } from 'devalue'
 import Memcached from 'memcached'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import './helpers/session-data.js'
-import { build, cookieOf } from './helpers/app.js'
+import { cookieOf, sessionOf } from './helpers/app.js'
+import { backendApp, assertOutageAndRecovery } from './helpers/backend-app.js'
+import { assertServiceUnavailable, eventually } from './helpers/assertions.js'
 import type { QuartSessionOptions } from '../lib/index.js'
 import { memcachedKey } from '../lib/stores/memcached.js'
 import { freePort } from './helpers/ports.js'
-import { startMemcached, remainingTtl, rawCommand, type MemcachedServer } from './helpers/memcached-server.js'
+import {
+  startMemcached, remainingTtl, rawCommand, readWith, counting, type MemcachedServer
+} from './helpers/memcached-server.js'
 
 const MAX_AGE = 31 * 24 * 60 * 60
 // A long TTL becomes a Unix time from this process's clock; memcached counts the rest from its own.
 const CLOCK_SLACK = 3
 
 async function appWith (options: QuartSessionOptions): Promise<FastifyInstance> {
-  return await build({ type: 'memcached', ...options }, (app) => {
-    app.get('/set', async (request) => { request.session.set('foo', 'bar'); return 'ok' })
-    app.get('/read', async (request) => request.session.get('foo') ?? 'none')
-    app.get('/nothing', async () => 'nothing')
-    app.get('/counter', async (request) => {
-      const n = (request.session.get('counter') ?? 0) + 1
-      request.session.set('counter', n)
-      return n
-    })
-    app.get('/touch', async (request) => { request.session.touch(); return 'touched' })
-    app.get('/logout', async (request) => { await request.session.destroy(); return 'bye' })
-    app.get('/cache', async function () {
-      await this.sessionStore.set('random_key', 'val', 3600)
-      return await this.sessionStore.get('random_key')
-    })
-    app.get('/app.css', { config: { session: false } }, async () => 'body {}')
-  })
-}
-
-/** The session cookie a response set, as a Cookie header, and the id in it. */
-function sessionOf (response: LightMyRequestResponse): { cookie: string, id: string } {
-  const cookie = cookieOf(response)
-  assert.ok(cookie, 'expected a session cookie')
-  return { cookie: cookie.pair, id: cookie.value }
-}
-
-/** Reads `key` with a memcached client of its own, as another program would. */
-async function readWith (client: Memcached, key: string): Promise<string | undefined> {
-  return await new Promise((resolve, reject) => {
-    client.get(key, (error, data) => { if (error !== undefined && error !== null) reject(error); else resolve(data) })
-  })
-}
-
-/** Retries `check` until it passes: a failed server is tried again only after the retry delay. */
-async function eventually (check: () => Promise<void>): Promise<void> {
-  const deadline = Date.now() + 20_000
-  for (;;) {
-    try {
-      return await check()
-    } catch (error) {
-      if (Date.now() > deadline) throw error
-      await sleep(100)
-    }
-  }
-}
-
-const COUNTERS = ['cmd_get', 'cmd_set', 'cmd_touch', 'delete_hits', 'delete_misses']
-
-/** How much each command counter of `server` grew while `action` ran. */
-async function counting (server: MemcachedServer, action: () => Promise<unknown>): Promise<Record<string, number>> {
-  const before = await server.stats()
-  await action()
-  const after = await server.stats()
-  const grown: Record<string, number> = {}
-  for (const name of COUNTERS) {
-    const n = Number(after[name]) - Number(before[name])
-    if (n !== 0) grown[name] = n
-  }
-  return grown
-}
-
-function assertServiceUnavailable (response: LightMyRequestResponse): void {
-  assert.equal(response.statusCode, 503)
-  const { code } = response.json<{ code: string }>()
-  assert.ok(['FST_QUART_SESSION_BACKEND', 'FST_QUART_SESSION_TIMEOUT'].includes(code), code)
+  return await backendApp({ type: 'memcached', ...options })
 }
 
 describe('plugin with type memcached', () => {
@@ -213,28 +152,7 @@ describe('plugin with type memcached', () => {
     after(async () => { await app?.close() })
 
     it('sessioned requests fail with a 503 error reply, opted-out routes still answer, and it recovers alone', async () => {
-      const { cookie } = sessionOf(await app.inject('/set'))
-      await server.stop()
-
-      assertServiceUnavailable(await app.inject({ url: '/read', headers: { cookie } }))
-      const write = await app.inject('/set')
-      assertServiceUnavailable(write)
-      assert.equal(cookieOf(write), undefined, 'no cookie for a session that was not stored')
-      const asset = await app.inject('/app.css')
-      assert.equal(asset.statusCode, 200)
-      assert.equal(asset.body, 'body {}')
-
-      await server.restart()
-      // The restarted server is empty: the old cookie starts a new session.
-      let fresh = ''
-      await eventually(async () => {
-        const response = await app.inject('/set')
-        assert.equal(response.statusCode, 200)
-        fresh = sessionOf(response).cookie
-      })
-      const read = await app.inject({ url: '/read', headers: { cookie: fresh } })
-      assert.equal(read.statusCode, 200)
-      assert.equal(read.body, 'bar')
+      await assertOutageAndRecovery(app, server)
     })
   })
 })

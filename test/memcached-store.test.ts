@@ -8,7 +8,9 @@ import {
   MemcachedStore, memcachedKey, DEFAULT_MAX_VALUE_BYTES, MAX_RELATIVE_EXPIRY
 } from '../lib/stores/memcached.js'
 import { freePort } from './helpers/ports.js'
-import { startMemcached, remainingTtl, rawCommand, type MemcachedServer } from './helpers/memcached-server.js'
+import {
+  startMemcached, remainingTtl, rawCommand, readWith, counting, type MemcachedServer
+} from './helpers/memcached-server.js'
 
 const DAY = 24 * 60 * 60
 // A long TTL becomes a Unix time from this process's clock; memcached counts the rest from its
@@ -25,27 +27,6 @@ storeContract('memcached', {
     return store
   }
 })
-
-/** Reads `key` with a memcached client of its own, as another program would. */
-async function readWith (client: Memcached, key: string): Promise<unknown> {
-  return await new Promise((resolve, reject) => {
-    client.get(key, (error, data) => { if (error !== undefined && error !== null) reject(error); else resolve(data) })
-  })
-}
-
-/** How much each stats counter grew while `action` ran. */
-async function counting (action: () => Promise<unknown>): Promise<Record<string, number>> {
-  const names = ['cmd_get', 'cmd_set', 'cmd_touch', 'delete_hits', 'delete_misses']
-  const before = await server.stats()
-  await action()
-  const after = await server.stats()
-  const grown: Record<string, number> = {}
-  for (const name of names) {
-    const n = Number(after[name]) - Number(before[name])
-    if (n !== 0) grown[name] = n
-  }
-  return grown
-}
 
 describe('MemcachedStore against memcached', () => {
   let store: MemcachedStore
@@ -199,28 +180,28 @@ describe('MemcachedStore against memcached', () => {
     it('get is one cmd_get, and no set or touch', async () => {
       const k = key('count-get')
       await store.set(k, 'value', 60)
-      assert.deepEqual(await counting(async () => assert.equal(await store.get(k), 'value')), { cmd_get: 1 })
+      assert.deepEqual(await counting(server, async () => assert.equal(await store.get(k), 'value')), { cmd_get: 1 })
     })
 
     it('a get of a missing key is one cmd_get', async () => {
-      assert.deepEqual(await counting(async () => assert.equal(await store.get(key('none')), undefined)), { cmd_get: 1 })
+      assert.deepEqual(await counting(server, async () => assert.equal(await store.get(key('none')), undefined)), { cmd_get: 1 })
     })
 
     it('set is one cmd_set (the expiry goes with it)', async () => {
-      assert.deepEqual(await counting(async () => await store.set(key('count-set'), 'value', 31 * DAY)), { cmd_set: 1 })
+      assert.deepEqual(await counting(server, async () => await store.set(key('count-set'), 'value', 31 * DAY)), { cmd_set: 1 })
     })
 
     it('touch is one cmd_touch', async () => {
       const k = key('count-touch')
       await store.set(k, 'value', 60)
-      assert.deepEqual(await counting(async () => await store.touch(k, 120)), { cmd_touch: 1 })
+      assert.deepEqual(await counting(server, async () => await store.touch(k, 120)), { cmd_touch: 1 })
     })
 
     it('delete is one delete command, hit or miss', async () => {
       const k = key('count-delete')
       await store.set(k, 'value', 60)
-      assert.deepEqual(await counting(async () => await store.delete(k)), { delete_hits: 1 })
-      assert.deepEqual(await counting(async () => await store.delete(k)), { delete_misses: 1 })
+      assert.deepEqual(await counting(server, async () => await store.delete(k)), { delete_hits: 1 })
+      assert.deepEqual(await counting(server, async () => await store.delete(k)), { delete_misses: 1 })
     })
   })
 

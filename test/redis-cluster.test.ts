@@ -2,64 +2,41 @@ import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { randomUUID } from 'node:crypto'
-import { createClient, createCluster, type RedisClientType, type RedisClusterType } from 'redis'
+import { createCluster, type RedisClientType } from 'redis'
 import { RedisStore } from '../lib/stores/redis.js'
 import { freePort } from './helpers/ports.js'
-import { startRedisCluster, type RedisClusterServers } from './helpers/redis-server.js'
+import { startClusterWithClients, type ClusterWithClients } from './helpers/redis-cluster.js'
 
 type NodeClient = RedisClientType
 
 describe('RedisStore on a 3-master Redis Cluster', () => {
-  let servers: RedisClusterServers
-  let cluster: RedisClusterType
+  let redisCluster: ClusterWithClients
   let store: RedisStore
-  /** A plain client per master, keyed by port, to see which master holds a key. */
-  const nodes = new Map<number, NodeClient>()
   /** One key per master: `session:<random>` keys hashed into each master's slots. */
   let keys: Map<number, string>
 
   before(async () => {
-    servers = await startRedisCluster()
-    for (const port of servers.ports) {
-      const client = createClient({ url: `redis://127.0.0.1:${port}` })
-      await client.connect()
-      nodes.set(port, client)
-    }
-    keys = await keysOnEveryMaster(nodes.values().next().value as NodeClient, servers.ports)
-    cluster = createCluster({ rootNodes: servers.urls.map((url) => ({ url })) })
-    store = new RedisStore({ client: cluster })
+    redisCluster = await startClusterWithClients()
+    keys = await keysOnEveryMaster(redisCluster.nodes.values().next().value as NodeClient, redisCluster.servers.ports)
+    store = new RedisStore({ client: redisCluster.cluster })
     await store.ready()
   })
 
   after(async () => {
     await store?.close()
-    if (cluster?.isOpen) await cluster.close()
-    for (const client of nodes.values()) await client.close()
-    await servers?.stop()
+    await redisCluster?.close()
   })
 
-  /** The port of the master that answers GET for `key` itself (the others redirect). */
-  async function holder (key: string): Promise<number | undefined> {
-    for (const [port, client] of nodes) {
-      try {
-        if (await client.exists(key) === 1) return port
-      } catch {
-        // MOVED: not this master's slot
-      }
-    }
-    return undefined
-  }
-
   it('the cluster client was connected by ready()', () => {
-    assert.equal(cluster.isReady, true)
+    assert.equal(redisCluster.cluster.isReady, true)
   })
 
   it('writes keys to different masters and reads them back', async () => {
     for (const [port, key] of keys) {
       await store.set(key, `on ${port}`, 60)
-      assert.equal(await holder(key), port)
+      assert.equal(await redisCluster.holder(key), port)
       assert.equal(await store.get(key), `on ${port}`)
-      const ttl = await nodes.get(port)?.ttl(key)
+      const ttl = await redisCluster.nodes.get(port)?.ttl(key)
       assert.ok(ttl !== undefined && ttl >= 59 && ttl <= 60, `TTL ${ttl}`)
     }
     assert.equal(new Set(keys.keys()).size, 3)
@@ -68,9 +45,9 @@ describe('RedisStore on a 3-master Redis Cluster', () => {
   it('deletes keys on every master', async () => {
     for (const [port, key] of keys) {
       await store.set(key, 'to delete', 60)
-      assert.equal(await holder(key), port)
+      assert.equal(await redisCluster.holder(key), port)
       await store.delete(key)
-      assert.equal(await holder(key), undefined)
+      assert.equal(await redisCluster.holder(key), undefined)
       assert.equal(await store.get(key), undefined)
     }
   })
@@ -87,7 +64,7 @@ describe('RedisStore on a 3-master Redis Cluster', () => {
     await sleep(2100)
     for (const [port, key] of keys) {
       assert.equal(await store.get(key), undefined)
-      assert.equal(await nodes.get(port)?.exists(key), 0)
+      assert.equal(await redisCluster.nodes.get(port)?.exists(key), 0)
       assert.equal(await store.get(touched.get(port) as string), 'kept')
     }
   })

@@ -1,31 +1,9 @@
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { createClient, type RedisClientType } from 'redis'
 import { RedisStore } from '../lib/stores/redis.js'
 import { startRedis, type RedisServer } from './helpers/redis-server.js'
-
-const failedFast = (error: unknown): boolean => {
-  const code = (error as { code?: unknown }).code
-  assert.ok(code === 'FST_QUART_SESSION_BACKEND' || code === 'FST_QUART_SESSION_TIMEOUT', `unexpected error ${String(error)}`)
-  // A timeout has nothing underneath; a failure carries the client's error.
-  if (code === 'FST_QUART_SESSION_BACKEND') assert.ok((error as Error).cause instanceof Error, 'the client error is attached as cause')
-  assert.equal((error as { statusCode?: unknown }).statusCode, 503)
-  return true
-}
-
-/** Retries `check` until it passes: the client reconnects in the background at its own pace. */
-async function eventually (check: () => Promise<void>): Promise<void> {
-  const deadline = Date.now() + 20_000
-  for (;;) {
-    try {
-      return await check()
-    } catch (error) {
-      if (Date.now() > deadline) throw error
-      await sleep(100)
-    }
-  }
-}
+import { eventually, failedFast } from './helpers/assertions.js'
 
 describe('RedisStore while Redis is down', { timeout: 120_000 }, () => {
   let server: RedisServer
@@ -54,10 +32,10 @@ describe('RedisStore while Redis is down', { timeout: 120_000 }, () => {
     await store.set('session:before', 'value', 60)
     await server.stop()
     for (const s of [store, userStore]) {
-      await assert.rejects(s.get('session:before'), failedFast)
-      await assert.rejects(s.set('session:x', 'value', 60), failedFast)
-      await assert.rejects(s.delete('session:x'), failedFast)
-      await assert.rejects(s.touch('session:x', 60), failedFast)
+      await assert.rejects(s.get('session:before'), failedFast())
+      await assert.rejects(s.set('session:x', 'value', 60), failedFast())
+      await assert.rejects(s.delete('session:x'), failedFast())
+      await assert.rejects(s.touch('session:x', 60), failedFast())
     }
   })
 

@@ -4,55 +4,20 @@ import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parse } from 'devalue'
-import { createClient, createCluster, type RedisClientType, type RedisClusterType } from 'redis'
-import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import { createClient, type RedisClientType } from 'redis'
+import type { FastifyInstance } from 'fastify'
 import './helpers/session-data.js'
-import { build, cookieOf } from './helpers/app.js'
+import { cookieOf, sessionOf } from './helpers/app.js'
+import { backendApp, assertOutageAndRecovery } from './helpers/backend-app.js'
 import type { QuartSessionOptions } from '../lib/index.js'
 import { freePort } from './helpers/ports.js'
-import {
-  startRedis, startRedisCluster, resetCommandStats, commandCounts, type RedisServer, type RedisClusterServers
-} from './helpers/redis-server.js'
+import { startRedis, resetCommandStats, commandCounts, type RedisServer } from './helpers/redis-server.js'
+import { startClusterWithClients, type ClusterWithClients } from './helpers/redis-cluster.js'
 
 const MAX_AGE = 31 * 24 * 60 * 60
 
 async function appWith (options: QuartSessionOptions): Promise<FastifyInstance> {
-  return await build({ type: 'redis', ...options }, (app) => {
-    app.get('/set', async (request) => { request.session.set('foo', 'bar'); return 'ok' })
-    app.get('/read', async (request) => request.session.get('foo') ?? 'none')
-    app.get('/nothing', async () => 'nothing')
-    app.get('/counter', async (request) => {
-      const n = (request.session.get('counter') ?? 0) + 1
-      request.session.set('counter', n)
-      return n
-    })
-    app.get('/logout', async (request) => { await request.session.destroy(); return 'bye' })
-    app.get('/cache', async function () {
-      await this.sessionStore.set('random_key', 'val', 3600)
-      return await this.sessionStore.get('random_key')
-    })
-    app.get('/app.css', { config: { session: false } }, async () => 'body {}')
-  })
-}
-
-/** The session cookie a response set, as a Cookie header, and the id in it. */
-function sessionOf (response: LightMyRequestResponse): { cookie: string, id: string } {
-  const cookie = cookieOf(response)
-  assert.ok(cookie, 'expected a session cookie')
-  return { cookie: cookie.pair, id: cookie.value }
-}
-
-/** Retries `check` until it passes: the client reconnects in the background at its own pace. */
-async function eventually (check: () => Promise<void>): Promise<void> {
-  const deadline = Date.now() + 20_000
-  for (;;) {
-    try {
-      return await check()
-    } catch (error) {
-      if (Date.now() > deadline) throw error
-      await sleep(100)
-    }
-  }
+  return await backendApp({ type: 'redis', ...options })
 }
 
 describe('plugin with type redis', () => {
@@ -185,78 +150,29 @@ describe('plugin with type redis', () => {
     after(async () => { await app?.close() })
 
     it('sessioned requests fail with a 503 error reply, opted-out routes still answer, and it recovers alone', async () => {
-      const { cookie } = sessionOf(await app.inject('/set'))
-      await server.stop()
-
-      const failed = await app.inject({ url: '/read', headers: { cookie } })
-      assert.equal(failed.statusCode, 503)
-      const body = failed.json<{ code: string }>()
-      assert.ok(['FST_QUART_SESSION_BACKEND', 'FST_QUART_SESSION_TIMEOUT'].includes(body.code), body.code)
-      const write = await app.inject('/set')
-      assert.equal(write.statusCode, 503)
-      assert.equal(cookieOf(write), undefined, 'no cookie for a session that was not stored')
-
-      const asset = await app.inject('/app.css')
-      assert.equal(asset.statusCode, 200)
-      assert.equal(asset.body, 'body {}')
-
-      await server.restart()
-      // The restarted server is empty (nothing is persisted): the old cookie starts a new session.
-      let fresh = ''
-      await eventually(async () => {
-        const response = await app.inject('/set')
-        assert.equal(response.statusCode, 200)
-        fresh = sessionOf(response).cookie
-      })
-      const read = await app.inject({ url: '/read', headers: { cookie: fresh } })
-      assert.equal(read.statusCode, 200)
-      assert.equal(read.body, 'bar')
+      await assertOutageAndRecovery(app, server)
     })
   })
 })
 
 describe('plugin with a Redis Cluster client', () => {
-  let servers: RedisClusterServers
-  let cluster: RedisClusterType
-  const nodes = new Map<number, RedisClientType>()
+  let redisCluster: ClusterWithClients
 
   before(async () => {
-    servers = await startRedisCluster()
-    for (const port of servers.ports) {
-      const client = createClient({ url: `redis://127.0.0.1:${port}` })
-      await client.connect()
-      nodes.set(port, client)
-    }
-    cluster = createCluster({ rootNodes: servers.urls.map((url) => ({ url })) })
-    await cluster.connect()
+    redisCluster = await startClusterWithClients()
+    await redisCluster.cluster.connect()
   })
 
-  after(async () => {
-    if (cluster?.isOpen) await cluster.close()
-    for (const client of nodes.values()) await client.close()
-    await servers?.stop()
-  })
-
-  /** The master holding `key`: the only one that answers for its slot without a redirect. */
-  async function holder (key: string): Promise<number | undefined> {
-    for (const [port, client] of nodes) {
-      try {
-        if (await client.exists(key) === 1) return port
-      } catch {
-        // MOVED: not this master's slot
-      }
-    }
-    return undefined
-  }
+  after(async () => { await redisCluster?.close() })
 
   it('sessions on every master are read back, expire, and are deleted', async () => {
-    const app = await appWith({ client: cluster, maxAge: 3 })
+    const app = await appWith({ client: redisCluster.cluster, maxAge: 3 })
     try {
       // Session ids are random: create sessions until each master holds at least two.
       const byMaster = new Map<number, Array<{ cookie: string, id: string }>>()
       while ([...byMaster.values()].filter((list) => list.length >= 2).length < 3) {
         const session = sessionOf(await app.inject('/set'))
-        const port = await holder(`session:${session.id}`)
+        const port = await redisCluster.holder(`session:${session.id}`)
         assert.ok(port !== undefined, 'the session is stored on a master')
         byMaster.set(port, [...(byMaster.get(port) ?? []), session])
       }
@@ -266,18 +182,18 @@ describe('plugin with a Redis Cluster client', () => {
         const read = await app.inject({ url: '/read', headers: { cookie: kept.cookie } })
         assert.equal(read.body, 'bar', `read back from ${port}`)
         await app.inject({ url: '/logout', headers: { cookie: deleted.cookie } })
-        assert.equal(await holder(`session:${deleted.id}`), undefined, `deleted on ${port}`)
+        assert.equal(await redisCluster.holder(`session:${deleted.id}`), undefined, `deleted on ${port}`)
       }
 
       await sleep(4100)
       for (const [port, [kept]] of byMaster) {
-        assert.equal(await nodes.get(port)?.exists(`session:${kept.id}`), 0, `expired on ${port}`)
+        assert.equal(await redisCluster.nodes.get(port)?.exists(`session:${kept.id}`), 0, `expired on ${port}`)
         const read = await app.inject({ url: '/read', headers: { cookie: kept.cookie } })
         assert.equal(read.body, 'none')
       }
     } finally {
       await app.close()
     }
-    assert.equal(cluster.isOpen, true, 'the plugin does not close a cluster it was given')
+    assert.equal(redisCluster.cluster.isOpen, true, 'the plugin does not close a cluster it was given')
   })
 })

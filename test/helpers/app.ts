@@ -1,5 +1,7 @@
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import assert from 'node:assert/strict'
+import Fastify, { type FastifyInstance, type FastifyServerOptions, type LightMyRequestResponse } from 'fastify'
 import cookie from '@fastify/cookie'
+import './session-data.js'
 import quartSession, { type QuartSessionOptions, type SessionStore } from '../../lib/index.js'
 import { MemoryStore } from '../../lib/stores/memory.js'
 
@@ -69,6 +71,20 @@ export async function build (
   return app
 }
 
+/** The routes most tests drive: /set, /read, /nothing, /counter, /touch and /logout. */
+export function sessionRoutes (app: FastifyInstance): void {
+  app.get('/set', async (request) => { request.session.set('foo', 'bar'); return 'ok' })
+  app.get('/read', async (request) => request.session.get('foo') ?? 'none')
+  app.get('/nothing', async () => 'nothing')
+  app.get('/counter', async (request) => {
+    const n = (request.session.get('counter') ?? 0) + 1
+    request.session.set('counter', n)
+    return n
+  })
+  app.get('/touch', async (request) => { request.session.touch(); return 'touched' })
+  app.get('/logout', async (request) => { await request.session.destroy(); return 'bye' })
+}
+
 export interface ParsedCookie {
   /** `name=value`, ready for a Cookie request header. */
   pair: string
@@ -94,6 +110,13 @@ export function cookieOf (response: { headers: Record<string, unknown> }, name =
     return { pair, value: pair.slice(eq + 1), attributes, header }
   }
   return undefined
+}
+
+/** The session cookie a response set, as a Cookie header, and the id in it. */
+export function sessionOf (response: LightMyRequestResponse): { cookie: string, id: string } {
+  const cookie = cookieOf(response)
+  assert.ok(cookie, 'expected a session cookie')
+  return { cookie: cookie.pair, id: cookie.value }
 }
 
 /** How many Set-Cookie headers a response carries. */

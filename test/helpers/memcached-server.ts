@@ -1,29 +1,16 @@
 // Real memcached processes for the tests, each on a free loopback port (no UDP). Every process
 // is killed when the test process ends, even when a test fails before its own `after` hook ran.
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { accessSync, constants } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { delimiter, join } from 'node:path'
 import { connect } from 'node:net'
-import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { freePort } from './ports.js'
+import type Memcached from 'memcached'
+import { launch, startOnFreePort } from './processes.js'
 
 // Resolved once: a test may run with a PATH that lacks `ping` (and so everything else).
 const MEMCACHED = findExecutable('memcached')
-
-const live = new Set<ChildProcess>()
-const killAll = (): void => {
-  for (const child of live) child.kill('SIGKILL')
-}
-process.once('exit', killAll)
-// Killed by a signal, the process skips 'exit' handlers; the servers would outlive it.
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    killAll()
-    process.kill(process.pid, signal)
-  })
-}
 
 export interface MemcachedServer {
   port: number
@@ -45,33 +32,20 @@ export interface MemcachedServer {
 }
 
 export async function startMemcached (): Promise<MemcachedServer> {
-  let port = 0
-  let child: ChildProcess | undefined
-  // Another process may take the port between freePort() and the server's bind: try again.
-  for (let attempt = 0; child === undefined; attempt++) {
-    port = await freePort()
-    child = await launch(port, attempt < 4)
-  }
-  let current: ChildProcess | undefined = child
-  const halt = async (): Promise<void> => {
-    if (current !== undefined) await kill(current)
-    current = undefined
-  }
+  const server = await startOnFreePort(launchMemcached)
+  const { port } = server
   return {
     port,
     location: `127.0.0.1:${port}`,
-    stop: halt,
-    async restart () {
-      await halt()
-      current = await launch(port, false)
-    },
+    stop: server.stop,
+    restart: server.restart,
     async freeze () {
-      const child = current
+      const child = server.child
       if (child === undefined) return
       child.kill('SIGSTOP')
       await waitStopped(child)
     },
-    thaw () { current?.kill('SIGCONT') },
+    thaw () { server.child?.kill('SIGCONT') },
     async stats () { return await stats(port) }
   }
 }
@@ -114,6 +88,28 @@ export async function remainingTtl (port: number, key: string): Promise<number |
   throw new Error(`unexpected reply to mg: ${JSON.stringify(reply)}`)
 }
 
+/** Reads `key` with a memcached client of its own, as another program would. */
+export async function readWith (client: Memcached, key: string): Promise<unknown> {
+  return await new Promise((resolve, reject) => {
+    client.get(key, (error, data) => { if (error !== undefined && error !== null) reject(error); else resolve(data) })
+  })
+}
+
+const COUNTERS = ['cmd_get', 'cmd_set', 'cmd_touch', 'delete_hits', 'delete_misses']
+
+/** How much each command counter of `server` grew while `action` ran. */
+export async function counting (server: MemcachedServer, action: () => Promise<unknown>): Promise<Record<string, number>> {
+  const before = await server.stats()
+  await action()
+  const after = await server.stats()
+  const grown: Record<string, number> = {}
+  for (const name of COUNTERS) {
+    const n = Number(after[name]) - Number(before[name])
+    if (n !== 0) grown[name] = n
+  }
+  return grown
+}
+
 async function stats (port: number): Promise<Record<string, string>> {
   const result: Record<string, string> = {}
   for (const line of (await rawCommand(port, 'stats')).split('\r\n')) {
@@ -123,48 +119,22 @@ async function stats (port: number): Promise<Record<string, string>> {
   return result
 }
 
-/**
- * Starts memcached on `port` and waits until it answers. Resolves undefined when the server
- * exited at once (port taken) and `mayFail` is set; otherwise that is an error.
- */
-async function launch (port: number, mayFail: boolean): Promise<ChildProcess | undefined> {
+async function launchMemcached (port: number, mayFail: boolean): Promise<ChildProcess | undefined> {
   // memcached refuses to run as root unless told which user to run as.
   const asRoot = process.getuid?.() === 0 ? ['-u', 'root'] : []
-  const child = spawn(MEMCACHED, ['-l', '127.0.0.1', '-p', String(port), '-U', '0', ...asRoot], {
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  live.add(child)
-  let output = ''
-  child.stdout?.on('data', (chunk: Buffer) => { output += chunk.toString() })
-  child.stderr?.on('data', (chunk: Buffer) => { output += chunk.toString() })
-  let exited = false
-  child.once('exit', () => {
-    exited = true
-    live.delete(child)
-  })
-  child.once('error', (error) => {
-    exited = true
-    output += `${error.message} (is memcached installed? Debian: apt-get install memcached)`
-  })
-  try {
-    const deadline = Date.now() + 20_000
-    for (;;) {
-      if (exited) throw new Error(`memcached on port ${port} exited:\n${output}`)
+  return await launch(port, {
+    name: 'memcached',
+    command: MEMCACHED,
+    args: ['-l', '127.0.0.1', '-p', String(port), '-U', '0', ...asRoot],
+    installHint: 'is memcached installed? Debian: apt-get install memcached',
+    async answers (port, child) {
       const reply = await stats(port).catch(() => undefined)
-      if (reply !== undefined) {
-        // The answer may come from a server someone else started on that port in the meantime.
-        if (reply.pid !== String(child.pid)) throw new Error(`port ${port} is answered by another memcached (pid ${reply.pid})`)
-        break
-      }
-      if (Date.now() > deadline) throw new Error(`timed out waiting for memcached on port ${port}:\n${output}`)
-      await sleep(50)
+      if (reply === undefined) return false
+      // The answer may come from a server someone else started on that port in the meantime.
+      if (reply.pid !== String(child.pid)) throw new Error(`port ${port} is answered by another memcached (pid ${reply.pid})`)
+      return true
     }
-  } catch (error) {
-    await kill(child)
-    if (mayFail) return undefined
-    throw error
-  }
-  return child
+  }, mayFail)
 }
 
 async function waitStopped (child: ChildProcess): Promise<void> {
@@ -176,13 +146,6 @@ async function waitStopped (child: ChildProcess): Promise<void> {
     if (Date.now() > deadline) throw new Error(`memcached ${child.pid} did not stop (state ${state})`)
     await sleep(10)
   }
-}
-
-async function kill (child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return
-  const exited = once(child, 'exit')
-  child.kill('SIGKILL')
-  await exited
 }
 
 function findExecutable (name: string): string {

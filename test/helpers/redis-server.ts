@@ -1,30 +1,16 @@
 // Real redis-server processes for the tests: a single server on a free loopback port, and a
 // 3-master Redis Cluster. Nothing is persisted; every process is killed when the test process
 // ends, even when a test fails before its own `after` hook could stop it.
-import { spawn, execFile, type ChildProcess } from 'node:child_process'
+import { execFile, type ChildProcess } from 'node:child_process'
 import { mkdtemp, mkdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer } from 'node:net'
 import { promisify } from 'node:util'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { once } from 'node:events'
 import { freePort } from './ports.js'
+import { launch, startOnFreePort, kill, waitFor } from './processes.js'
 
 const run = promisify(execFile)
-
-const live = new Set<ChildProcess>()
-const killAll = (): void => {
-  for (const child of live) child.kill('SIGKILL')
-}
-process.once('exit', killAll)
-// Killed by a signal, the process skips 'exit' handlers; the servers would outlive it.
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    killAll()
-    process.kill(process.pid, signal)
-  })
-}
 
 export interface RedisServer {
   port: number
@@ -54,32 +40,21 @@ export async function redisCli (port: number, ...args: string[]): Promise<string
 
 export async function startRedis (): Promise<RedisServer> {
   const dir = await mkdtemp(join(tmpdir(), 'quart-session-redis-'))
-  let port = 0
-  let child: ChildProcess | undefined
-  // Another process may take the port between freePort() and the server's bind: try again.
-  for (let attempt = 0; child === undefined; attempt++) {
-    port = await freePort()
-    child = await launch(port, dir, [], attempt < 4)
-  }
-  let current: ChildProcess | undefined = child
-  const halt = async (): Promise<void> => {
-    if (current !== undefined) await kill(current)
-    current = undefined
-  }
+  const server = await startOnFreePort(async (port, mayFail) => {
+    // stop() removes it; a restart makes it again.
+    await mkdir(dir, { recursive: true })
+    return await launchRedis(port, dir, [], mayFail)
+  })
   return {
-    port,
-    url: `redis://127.0.0.1:${port}`,
+    port: server.port,
+    url: `redis://127.0.0.1:${server.port}`,
     async stop () {
-      await halt()
+      await server.stop()
       await rm(dir, { recursive: true, force: true })
     },
-    async restart () {
-      await halt()
-      await mkdir(dir, { recursive: true })
-      current = await launch(port, dir, [], false)
-    },
-    freeze () { current?.kill('SIGSTOP') },
-    thaw () { current?.kill('SIGCONT') }
+    restart: server.restart,
+    freeze () { server.child?.kill('SIGSTOP') },
+    thaw () { server.child?.kill('SIGCONT') }
   }
 }
 
@@ -96,7 +71,7 @@ export async function startRedisCluster (): Promise<RedisClusterServers> {
       const port = await freeClusterPort()
       const nodeDir = join(dir, String(port))
       await mkdir(nodeDir)
-      const child = await launch(port, nodeDir, [
+      const child = await launchRedis(port, nodeDir, [
         '--cluster-enabled', 'yes',
         '--cluster-config-file', 'nodes.conf',
         '--cluster-node-timeout', '5000'
@@ -119,62 +94,28 @@ export async function startRedisCluster (): Promise<RedisClusterServers> {
   return { ports, urls: ports.map((p) => `redis://127.0.0.1:${p}`), stop }
 }
 
-/**
- * Starts redis-server on `port` and waits until it answers PING. Resolves undefined when the
- * server exited at once (port taken) and `mayFail` is set; otherwise that is an error.
- */
-async function launch (port: number, dir: string, extra: string[], mayFail: boolean): Promise<ChildProcess | undefined> {
-  const child = spawn('redis-server', [
-    '--port', String(port),
-    '--bind', '127.0.0.1',
-    '--dir', dir,
-    '--save', '',
-    '--appendonly', 'no',
-    ...extra
-  ], { stdio: ['ignore', 'pipe', 'pipe'] })
-  live.add(child)
-  let output = ''
-  child.stdout?.on('data', (chunk: Buffer) => { output += chunk.toString() })
-  child.stderr?.on('data', (chunk: Buffer) => { output += chunk.toString() })
-  let exited = false
-  child.once('exit', () => {
-    exited = true
-    live.delete(child)
-  })
-  child.once('error', (error) => {
-    exited = true
-    output += `${error.message} (is redis-server installed?)`
-  })
-  try {
-    await waitFor(async () => {
-      if (exited) throw new Error(`redis-server on port ${port} exited:\n${output}`)
-      return (await redisCli(port, 'ping').catch(() => '')) === 'PONG'
-    }, `redis-server on port ${port}`)
-    // The PONG may come from a server someone else started on that port in the meantime.
-    if (!(await redisCli(port, 'info', 'server')).includes(`process_id:${child.pid}`)) {
-      throw new Error(`port ${port} is answered by another redis-server`)
+async function launchRedis (port: number, dir: string, extra: string[], mayFail: boolean): Promise<ChildProcess | undefined> {
+  return await launch(port, {
+    name: 'redis-server',
+    command: 'redis-server',
+    args: [
+      '--port', String(port),
+      '--bind', '127.0.0.1',
+      '--dir', dir,
+      '--save', '',
+      '--appendonly', 'no',
+      ...extra
+    ],
+    installHint: 'is redis-server installed?',
+    async answers (port, child) {
+      if ((await redisCli(port, 'ping').catch(() => '')) !== 'PONG') return false
+      // The PONG may come from a server someone else started on that port in the meantime.
+      if (!(await redisCli(port, 'info', 'server')).includes(`process_id:${child.pid}`)) {
+        throw new Error(`port ${port} is answered by another redis-server`)
+      }
+      return true
     }
-  } catch (error) {
-    await kill(child)
-    if (mayFail) return undefined
-    throw error
-  }
-  return child
-}
-
-async function kill (child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return
-  const exited = once(child, 'exit')
-  child.kill('SIGKILL')
-  await exited
-}
-
-async function waitFor (check: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 20_000
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(50)
-  }
+  }, mayFail)
 }
 
 // The cluster bus listens on port + 10000, which must be free too.
