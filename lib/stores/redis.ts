@@ -92,8 +92,8 @@ export class RedisStore implements SessionStore {
       url,
       // Offline, a command fails at once instead of waiting in a queue for a reconnect.
       disableOfflineQueue: true,
-      // node-redis bounds only the time a command waits to be written; #run bounds the reply.
-      commandOptions: { timeout: this.#timeoutMs },
+      // No commandOptions.timeout: it costs an AbortSignal per command and bounds only the wait to
+      // be written, which disableOfflineQueue already ends; #run bounds the whole round trip.
       socket: { connectTimeout: this.#timeoutMs, reconnectStrategy: reconnectDelay }
     })
     owned.on('error', ignoreError)
