@@ -43,6 +43,8 @@ export interface Meta {
   maxForeign: number
   /** Whether the server ran on a core of its own (--pin). */
   pin: boolean
+  /** The plugin code measured: last commit touching lib/, and whether lib/ was dirty. */
+  plugin: string
   variants: VariantName[]
   routes: RouteName[]
   /** Variants that could not run at all, with why. */
@@ -191,7 +193,7 @@ function table (header: string[], rows: string[][]): string {
 
 export function renderMarkdown (summaries: Summary[], checks: TargetCheck[], meta: Meta): string {
   const out: string[] = []
-  out.push(`Run ${meta.date} · Node ${meta.node} · ${meta.cpu} × ${meta.cores} cores · ${meta.os}`)
+  out.push(`Run ${meta.date} · Node ${meta.node} · ${meta.cpu} × ${meta.cores} cores · ${meta.os} · plugin: lib/ at ${meta.plugin}`)
   out.push('')
   out.push(`${meta.rounds} round(s), ${meta.duration} s measured per cell after ${meta.warmup} s warm-up, ${meta.connections} connections` +
     `${meta.pin ? ', server pinned to a core of its own' : ''}; Set-Cookie from ${meta.samples} sample requests per cell; ` +

@@ -488,6 +488,20 @@ async function measureRoute (round: number, route: RouteName, targets: Target[],
   return cells
 }
 
+/**
+ * Which plugin code ran: the last commit that touched lib/, and whether lib/ had uncommitted
+ * changes. Servers load lib/ afresh every round, so a change during the run is worth knowing.
+ */
+function pluginVersion (): string {
+  try {
+    const git = (...args: string[]): string => execFileSync('git', args, { cwd: here('..'), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+    const commit = git('log', '-1', '--format=%h', '--', 'lib')
+    return git('status', '--porcelain', '--', 'lib') === '' ? commit : `${commit} + uncommitted changes`
+  } catch {
+    return 'unknown (not a git checkout)'
+  }
+}
+
 function machine (): Pick<Meta, 'node' | 'cpu' | 'cores' | 'os'> {
   let cpu = cpus()[0]?.model ?? 'unknown CPU'
   try {
@@ -527,6 +541,7 @@ async function main (): Promise<void> {
     samples: options.samples,
     maxForeign: options.maxForeign,
     pin: options.pin,
+    plugin: pluginVersion(),
     variants: [],
     routes: options.routes,
     skipped: {}
@@ -613,6 +628,11 @@ async function main (): Promise<void> {
     }
   }
   meta.variants = options.variants.filter((v) => cells.some((c) => c.variant === v))
+  const pluginAtEnd = pluginVersion()
+  if (pluginAtEnd !== meta.plugin) {
+    meta.plugin += ` at the start, ${pluginAtEnd} at the end`
+    log(`lib/ changed during the run: ${meta.plugin}`)
+  }
 
   const summaries = summarize(cells, meta)
   const checks = checkTargets(summaries)
