@@ -46,6 +46,8 @@ interface Options {
   retryBudget: number
   maxForeign: number
   pin: boolean
+  /** Re-render the report from this saved latest.json instead of measuring. */
+  from: string | undefined
 }
 
 function readOptions (): Options {
@@ -65,6 +67,7 @@ function readOptions (): Options {
       routes: { type: 'string' },
       'cpu-prof': { type: 'boolean' },
       'update-readme': { type: 'boolean' },
+      from: { type: 'string' },
       help: { type: 'boolean', short: 'h' }
     }
   })
@@ -72,6 +75,7 @@ function readOptions (): Options {
     process.stdout.write(`npm run bench -- [--duration s] [--slice s] [--warmup s] [--rounds n] [--connections n] [--samples n]
                         [--retries n] [--retry-budget s] [--max-foreign cores] [--pin]
                         [--variants a,b] [--routes /a,/b] [--cpu-prof] [--update-readme]
+                        [--from results/latest.json]   (render the report again, measure nothing)
 Each flag also reads from the environment: BENCH_DURATION, BENCH_SLICE, BENCH_WARMUP, BENCH_ROUNDS, BENCH_CONNECTIONS,
 BENCH_SAMPLES, BENCH_RETRIES, BENCH_RETRY_BUDGET, BENCH_MAX_FOREIGN, BENCH_PIN=1, BENCH_VARIANTS,
 BENCH_ROUTES, BENCH_CPU_PROF=1, BENCH_UPDATE_README=1. See benchmarks/README.md.
@@ -110,7 +114,8 @@ Variants: ${VARIANTS.join(', ')}. Routes: ${ROUTES.join(', ')}.
     routes: list(values.routes, 'BENCH_ROUTES', ROUTES),
     cpuProf: flag(values['cpu-prof'], 'BENCH_CPU_PROF'),
     updateReadme: flag(values['update-readme'], 'BENCH_UPDATE_README'),
-    pin: flag(values.pin, 'BENCH_PIN')
+    pin: flag(values.pin, 'BENCH_PIN'),
+    from: values.from
   }
 }
 
@@ -531,6 +536,10 @@ function updateReadme (markdown: string): void {
 
 async function main (): Promise<void> {
   const options = readOptions()
+  if (options.from !== undefined) {
+    republish(options.from, options)
+    return
+  }
   const meta: Meta = {
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     ...machine(),
@@ -634,17 +643,29 @@ async function main (): Promise<void> {
     log(`lib/ changed during the run: ${meta.plugin}`)
   }
 
+  mkdirSync(RESULTS_DIR, { recursive: true })
+  writeFileSync(`${RESULTS_DIR}latest.json`, JSON.stringify({ meta, options, cells }, null, 2) + '\n')
+  publish(cells, meta, options)
+}
+
+/** Renders the report: stdout, results/latest.md, and the README when asked. */
+function publish (cells: Cell[], meta: Meta, options: Options): void {
   const summaries = summarize(cells, meta)
   const checks = checkTargets(summaries)
   const markdown = renderMarkdown(summaries, checks, meta)
   process.stdout.write(`\n${markdown}`)
   mkdirSync(RESULTS_DIR, { recursive: true })
   writeFileSync(`${RESULTS_DIR}latest.md`, `# Latest benchmark run\n\n${markdown}`)
-  writeFileSync(`${RESULTS_DIR}latest.json`, JSON.stringify({ meta, options, cells }, null, 2) + '\n')
-  log(`wrote ${RESULTS_DIR}latest.md and latest.json`)
+  log(`wrote ${RESULTS_DIR}latest.md (raw measurements: latest.json)`)
   if (options.updateReadme) updateReadme(markdown)
   const missed = checks.filter((c) => c.official && !c.met)
   if (missed.length > 0) log(`targets missed: ${missed.map((c) => `${c.variant} ${c.route} ${c.what} (${c.measured})`).join('; ')}`)
+}
+
+/** Renders the report again from saved measurements (--from), without measuring anything. */
+function republish (path: string, options: Options): void {
+  const saved = JSON.parse(readFileSync(path, 'utf8')) as { meta: Meta, cells: Cell[] }
+  publish(saved.cells, saved.meta, options)
 }
 
 try {

@@ -126,7 +126,7 @@ const setups: Record<VariantName, Setup> = {
 
   'floor-redis': floor({}),
   // node-redis 6 gives every command a 5 s timeout by default, through an AbortSignal.timeout()
-  // per command, about a third of the server CPU of a round trip on Node 20. This floor turns it
+  // per command, about a third of a /read request's server CPU on Node 20. This floor turns it
   // off, to show what a client configured without it can reach (a plugin can bound the wait
   // with one plain timer instead). Information only: the targets stay on floor-redis.
   'floor-redis-notimeout': floor({ commandOptions: { timeout: 0 } }),
