@@ -671,7 +671,8 @@ function republish (path: string, options: Options): void {
 try {
   await main()
 } catch (err) {
-  log(`benchmark failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`)
+  // After Ctrl-C, the error is only the interruption surfacing: onSignal already said so.
+  if (!interrupted) log(`benchmark failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`)
   process.exitCode = 1
 } finally {
   await cleanUp()
