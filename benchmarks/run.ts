@@ -50,6 +50,9 @@ interface Options {
   from: string | undefined
 }
 
+/** A wrong flag or variable: the message says it all, no stack trace needed. */
+class UsageError extends Error {}
+
 function readOptions (): Options {
   const { values } = parseArgs({
     options: {
@@ -88,14 +91,14 @@ Variants: ${VARIANTS.join(', ')}. Routes: ${ROUTES.join(', ')}.
     const text = pick(flag, name)
     if (text === undefined) return fallback
     const value = Number(text)
-    if (!Number.isFinite(value) || value < min || value > max) throw new Error(`${name} / --${name.slice(6).toLowerCase().replace(/_/g, '-')} must be a number from ${min} to ${max}, got ${text}`)
+    if (!Number.isFinite(value) || value < min || value > max) throw new UsageError(`${name} / --${name.slice(6).toLowerCase().replace(/_/g, '-')} must be a number from ${min} to ${max}, got ${text}`)
     return value
   }
   const list = <T extends string>(flag: string | undefined, name: string, all: readonly T[]): T[] => {
     const text = pick(flag, name)
     if (text === undefined) return [...all]
     const chosen = text.split(',').map((s) => s.trim()).filter((s) => s !== '')
-    for (const item of chosen) if (!all.includes(item as T)) throw new Error(`${name}: unknown ${JSON.stringify(item)}; choose from ${all.join(', ')}`)
+    for (const item of chosen) if (!all.includes(item as T)) throw new UsageError(`${name}: unknown ${JSON.stringify(item)}; choose from ${all.join(', ')}`)
     // Keep the canonical order so that rounds alternate the same way whatever the flag's order.
     return all.filter((item) => chosen.includes(item))
   }
@@ -672,7 +675,8 @@ try {
   await main()
 } catch (err) {
   // After Ctrl-C, the error is only the interruption surfacing: onSignal already said so.
-  if (!interrupted) log(`benchmark failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`)
+  if (err instanceof UsageError) log(err.message)
+  else if (!interrupted) log(`benchmark failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`)
   process.exitCode = 1
 } finally {
   await cleanUp()
