@@ -63,8 +63,6 @@ export class Backend {
       throw Object.assign(new FST_QUART_SESSION_CORRUPT_RECORD((err as Error)?.message ?? String(err)), { cause: err })
     }
     if (!isRecord(record)) throw new FST_QUART_SESSION_CORRUPT_RECORD('not a session record ({ data: {...} })')
-    // devalue keeps null prototypes; other serializers hand back plain objects.
-    if (Object.getPrototypeOf(record.data) !== null) Object.setPrototypeOf(record.data, null)
     return record
   }
 

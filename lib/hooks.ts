@@ -3,7 +3,7 @@ import type { ResolvedOptions } from './options.js'
 import type { Backend } from './backend.js'
 import { SessionCookie } from './cookie.js'
 import { AddressPin } from './pin.js'
-import { type Data, type SessionRecord, Session } from './session.js'
+import { type SessionRecord, Session } from './session.js'
 import { isValidId } from './id.js'
 import { CookieSigner, readCookie } from './signing.js'
 import { kClearCookie, kCookie, kDirty, kDone, kExposed, kId, kPermanent, kSession, kSigned, kTouch } from './symbols.js'
@@ -27,7 +27,7 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend, sign
   const pinner = options.protection ? new AddressPin(options.secrets as string[], options.reverseProxy) : undefined
 
   function fresh (request: FastifyRequest, address: string | undefined): Session {
-    return new Session(backend, '', Object.create(null) as Data, undefined, backend.permanent, pinner?.pin(address))
+    return new Session(backend, '', {}, undefined, backend.permanent, pinner?.pin(address))
   }
 
   function addressOf (request: FastifyRequest): string | undefined {

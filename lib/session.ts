@@ -6,7 +6,11 @@ import {
   kBackend, kClearCookie, kCookie, kData, kDirty, kDone, kExposed, kId, kNew, kPermanent, kPin, kSigned, kText, kTouch
 } from './symbols.js'
 
-/** Session data as held in memory: a null-prototype object, so no key ever hits Object.prototype. */
+/**
+ * Session data as held in memory: a plain object, read only through own keys (`Object.hasOwn`), so
+ * no key ever reaches Object.prototype. Plain rather than null-prototype: devalue writes and reads
+ * it on its fast path, and the stored record stays plain JSON-like data for other programs.
+ */
 export type Data = Record<string, unknown>
 
 /** What is stored in the backend under `keyPrefix + id`, through the serializer. */
@@ -80,7 +84,8 @@ export class Session {
   }
 
   get<Key extends keyof SessionData> (key: Key): SessionData[Key] | undefined {
-    const value = this[kData][key as string]
+    const data = this[kData]
+    const value = Object.hasOwn(data, key) ? data[key as string] : undefined
     // The caller may mutate what it gets back; remember to compare at the end of the request.
     if (typeof value === 'object' && value !== null) this[kExposed] = true
     return value as SessionData[Key] | undefined
@@ -90,26 +95,26 @@ export class Session {
     if (typeof key !== 'string' || (key as string) === '__proto__') throw new FST_QUART_SESSION_INVALID_KEY(String(key))
     const data = this[kData]
     // Setting a primitive to the value it already has changes nothing, so it costs no write.
-    if (data[key] === value && (typeof value !== 'object' || value === null) && key in data) return
+    if (data[key] === value && (typeof value !== 'object' || value === null) && Object.hasOwn(data, key)) return
     data[key] = value
     this[kDirty] = true
   }
 
   delete<Key extends keyof SessionData> (key: Key): void {
     const data = this[kData]
-    if (!((key as string) in data)) return
+    if (!Object.hasOwn(data, key)) return
     delete data[key as string]
     this[kDirty] = true
   }
 
   has<Key extends keyof SessionData> (key: Key): boolean {
-    return (key as string) in this[kData]
+    return Object.hasOwn(this[kData], key)
   }
 
   /** Remove every key. A stored session emptied this way is deleted at the end of the request. */
   clear (): void {
     if (isEmpty(this[kData])) return
-    this[kData] = Object.create(null) as Data
+    this[kData] = {}
     this[kDirty] = true
   }
 
@@ -143,7 +148,7 @@ export class Session {
       this[kClearCookie] = true
     }
     this[kId] = ''
-    this[kData] = Object.create(null) as Data
+    this[kData] = {}
     this[kText] = undefined
     this[kNew] = true
     this[kPermanent] = backend.permanent
@@ -168,7 +173,7 @@ export class Session {
     } catch {
       record = undefined
     }
-    this[kData] = record?.data ?? Object.create(null) as Data
+    this[kData] = record?.data ?? {}
     this[kPermanent] = record === undefined ? backend.permanent : record.permanent !== false
     this[kText] = record === undefined ? undefined : text
     this[kNew] = record === undefined
@@ -188,7 +193,7 @@ export function isEmpty (data: Data): boolean {
  */
 export class DisabledSession extends Session {
   constructor (backend: Backend) {
-    super(backend, '', Object.freeze(Object.create(null)) as Data, undefined, backend.permanent, undefined)
+    super(backend, '', Object.freeze({}) as Data, undefined, backend.permanent, undefined)
   }
 
   override get id (): string { return '' }
