@@ -161,7 +161,10 @@ function quart (type: 'memory' | 'redis' | 'memcached'): Setup {
   return async (app) => {
     // Imported when used, so that the other variants run before the plugin exists or when it is broken.
     const { default: quartSession } = await import('../lib/index.js')
-    await app.register(fastifyCookie)
+    // As the plugin's README recommends when the app reads no other cookie: the plugin reads its
+    // own from the header, and @fastify/cookie stops parsing every cookie of every request (a
+    // global hook that /anon and /static would otherwise pay for, though the plugin adds none there).
+    await app.register(fastifyCookie, { hook: false })
     const backend = type === 'redis'
       ? { uri: redisUrl() }
       : type === 'memcached' ? { servers: `127.0.0.1:${env('BENCH_MEMCACHED_PORT')}` } : {}
