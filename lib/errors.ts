@@ -11,7 +11,7 @@ export const FST_QUART_SESSION_INVALID_OPTION = createError<'FST_QUART_SESSION_I
 
 export const FST_QUART_SESSION_UNKNOWN_TYPE = createError<'FST_QUART_SESSION_UNKNOWN_TYPE', [string]>(
   'FST_QUART_SESSION_UNKNOWN_TYPE',
-  'Invalid option "type": unknown session type %s; use "memory", "redis" or "memcached", or pass an adapter as "store"',
+  'Invalid option "type": unknown session type %s; use "memory", "redis", "memcached" or "filesystem", or pass an adapter as "store"',
   500,
   TypeError
 )
@@ -29,9 +29,9 @@ export const FST_QUART_SESSION_CONNECT = createError<'FST_QUART_SESSION_CONNECT'
   500
 )
 
-export const FST_QUART_SESSION_BACKEND = createError<'FST_QUART_SESSION_BACKEND', [string, string]>(
+export const FST_QUART_SESSION_BACKEND = createError<'FST_QUART_SESSION_BACKEND', [string]>(
   'FST_QUART_SESSION_BACKEND',
-  'Session backend failed during %s: %s',
+  'Session backend failed during %s; the details are in the server log',
   503
 )
 
@@ -41,9 +41,9 @@ export const FST_QUART_SESSION_TIMEOUT = createError<'FST_QUART_SESSION_TIMEOUT'
   503
 )
 
-export const FST_QUART_SESSION_DISABLED = createError<'FST_QUART_SESSION_DISABLED', [string]>(
+export const FST_QUART_SESSION_DISABLED = createError<'FST_QUART_SESSION_DISABLED', [string, string]>(
   'FST_QUART_SESSION_DISABLED',
-  'request.session.%s is not available: sessions are off for this route (a static file route, or config.session === false). Set config: { session: true } on the route to use them there',
+  'request.session.%s is not available: %s',
   500
 )
 
@@ -62,7 +62,7 @@ export const FST_QUART_SESSION_SERIALIZE = createError<'FST_QUART_SESSION_SERIAL
 
 export const FST_QUART_SESSION_VALUE_TOO_LARGE = createError<'FST_QUART_SESSION_VALUE_TOO_LARGE', [number, number]>(
   'FST_QUART_SESSION_VALUE_TOO_LARGE',
-  'Session record of %d bytes exceeds the backend item limit of %d bytes; store less in the session',
+  'Session record of %d bytes exceeds the limit of %d bytes (maxRecordBytes, or the backend\'s item size); store less in the session',
   500
 )
 
@@ -75,6 +75,31 @@ export const FST_QUART_SESSION_CORRUPT_RECORD = createError<'FST_QUART_SESSION_C
 export const FST_QUART_SESSION_INVALID_ARGUMENT = createError<'FST_QUART_SESSION_INVALID_ARGUMENT', [string, string]>(
   'FST_QUART_SESSION_INVALID_ARGUMENT',
   'Invalid argument "%s": %s',
+  500,
+  TypeError
+)
+
+export const FST_QUART_SESSION_CONFLICT = createError<'FST_QUART_SESSION_CONFLICT', [number]>(
+  'FST_QUART_SESSION_CONFLICT',
+  'Session could not be saved: %d concurrent writes to the same session won every attempt; retry the request',
+  503
+)
+
+export const FST_QUART_SESSION_MISSING_PACKAGE = createError<'FST_QUART_SESSION_MISSING_PACKAGE', [string, string, string]>(
+  'FST_QUART_SESSION_MISSING_PACKAGE',
+  'type "%s" needs the "%s" package, which is not installed: run `%s`',
+  500
+)
+
+export const FST_QUART_SESSION_LAYOUT = createError<'FST_QUART_SESSION_LAYOUT', [string]>(
+  'FST_QUART_SESSION_LAYOUT',
+  'fastify-quart-session cannot give these routes a session: %s',
+  500
+)
+
+export const FST_QUART_SESSION_CALLBACK = createError<'FST_QUART_SESSION_CALLBACK', [string]>(
+  'FST_QUART_SESSION_CALLBACK',
+  'Invalid argument: session.%s takes an optional Node callback (err) => void as its last argument',
   500,
   TypeError
 )

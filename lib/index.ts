@@ -8,7 +8,7 @@ import { DisabledSession, type Session } from './session.js'
 import { createLoadHook, createSaveHook } from './hooks.js'
 import { CookieSigner } from './signing.js'
 import { MemoryStore } from './stores/memory.js'
-import { FST_QUART_SESSION_CONNECT, FST_QUART_SESSION_INVALID_OPTION } from './errors.js'
+import { FST_QUART_SESSION_CONNECT, FST_QUART_SESSION_INVALID_OPTION, FST_QUART_SESSION_MISSING_PACKAGE } from './errors.js'
 import { kSession } from './symbols.js'
 
 async function quartSession (fastify: FastifyInstance, opts: QuartSessionOptions): Promise<void> {
@@ -85,21 +85,52 @@ async function createStore (options: ResolvedOptions): Promise<SessionStore> {
   if (options.servers !== undefined && options.type !== 'memcached') {
     throw new FST_QUART_SESSION_INVALID_OPTION('servers', `applies to type "memcached" only (type is "${options.type}")`)
   }
+  const { timeout, client } = options
   switch (options.type) {
     case 'redis': {
-      // Loaded on demand: an app on memcached never loads the Redis client, and the other way round.
-      const { RedisStore } = await import('./stores/redis.js')
-      return new RedisStore({ uri: options.uri, client: options.client as never, timeout: options.timeout })
+      // Loaded on demand: redis, ioredis and memcached are optional peer dependencies.
+      if (client !== undefined && isIoredisClient(client)) {
+        const { IoredisStore } = await loadAdapter('redis', 'ioredis', () => import('./stores/ioredis.js'))
+        return new IoredisStore({ client: client as never, timeout })
+      }
+      const { RedisStore } = await loadAdapter('redis', 'redis', () => import('./stores/redis.js'))
+      return new RedisStore({
+        uri: options.uri, client: client as never, sentinel: options.sentinel, clientSideCache: options.clientSideCache, timeout
+      })
     }
     case 'memcached': {
-      const { MemcachedStore } = await import('./stores/memcached.js')
-      return new MemcachedStore({ servers: options.servers, client: options.client as never, timeout: options.timeout })
+      const { MemcachedStore } = await loadAdapter('memcached', 'memcached', () => import('./stores/memcached.js'))
+      return new MemcachedStore({ servers: options.servers, client: client as never, timeout })
+    }
+    case 'filesystem': {
+      if (client !== undefined) throw new FST_QUART_SESSION_INVALID_OPTION('client', 'applies to types "redis" and "memcached" only')
+      const { FilesystemStore } = await import('./stores/filesystem.js')
+      return new FilesystemStore({ directory: options.directory, fileMode: options.fileMode, maxEntries: options.maxEntries })
     }
     default:
-      if (options.client !== undefined) {
+      if (client !== undefined) {
         throw new FST_QUART_SESSION_INVALID_OPTION('client', 'applies to types "redis" and "memcached" only')
       }
       return new MemoryStore({ maxEntries: options.maxEntries })
+  }
+}
+
+/** ioredis clients (and clusters) carry their settings in `options` and speak `status`, not `isOpen`. */
+function isIoredisClient (client: object): boolean {
+  const c = client as { status?: unknown, isOpen?: unknown, options?: unknown }
+  return typeof c.status === 'string' && c.isOpen === undefined && typeof c.options === 'object'
+}
+
+/** Import an adapter whose client package is an optional peer dependency; name the install command when it is missing. */
+async function loadAdapter<T> (type: string, pkg: string, load: () => Promise<T>): Promise<T> {
+  try {
+    return await load()
+  } catch (err) {
+    const e = err as { code?: unknown, message?: unknown }
+    if ((e?.code === 'ERR_MODULE_NOT_FOUND' || e?.code === 'MODULE_NOT_FOUND') && typeof e.message === 'string' && e.message.includes(`'${pkg}'`)) {
+      throw Object.assign(new FST_QUART_SESSION_MISSING_PACKAGE(type, pkg, `npm install ${pkg}`), { cause: err })
+    }
+    throw err
   }
 }
 

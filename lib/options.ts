@@ -6,7 +6,21 @@ import {
   FST_QUART_SESSION_INVALID_OPTION, FST_QUART_SESSION_UNKNOWN_TYPE, FST_QUART_SESSION_WEAK_SECRET
 } from './errors.js'
 
-export type SessionType = 'memory' | 'redis' | 'memcached'
+export type SessionType = 'memory' | 'redis' | 'memcached' | 'filesystem'
+
+/** Redis behind Sentinel: the master's name and the sentinels' `host:port`. */
+export interface SentinelOptions {
+  name: string
+  nodes: string[]
+}
+
+/** Client-side caching of session reads (Redis, RESP3 tracking). */
+export interface ClientSideCacheOptions {
+  /** Most keys cached (least recently used evicted). Default 10 000. */
+  maxEntries?: number
+  /** Milliseconds a cached entry lives at most, also without invalidation; 0 = no limit. Default 0. */
+  ttl?: number
+}
 
 export interface QuartSessionOptions {
   /** Backend (`SESSION_TYPE`). Default `'memory'`. */
@@ -17,6 +31,10 @@ export interface QuartSessionOptions {
   uri?: string
   /** A client you built (node-redis client or cluster, or a `memcached` instance); never closed by the plugin. */
   client?: object
+  /** Redis behind Sentinel (with `type: 'redis'`). */
+  sentinel?: SentinelOptions
+  /** Redis only: serve unchanged reads from a RESP3 client-side cache that Redis invalidates. Default `false`. */
+  clientSideCache?: boolean | ClientSideCacheOptions
   /** Memcached location(s): `'host:port'`, an array, or `{ 'host:port': weight }`. */
   servers?: string | string[] | Record<string, number>
   /** Prefix of every session key in the backend (`SESSION_KEY_PREFIX`). Default `'session:'`. */
@@ -27,8 +45,21 @@ export interface QuartSessionOptions {
   cookieName?: string
   /** Cookie attributes (`SESSION_COOKIE_*`). */
   cookie?: CookieOptions
-  /** Seconds a session lives after its last write (`PERMANENT_SESSION_LIFETIME`). Default 31 days. */
+  /**
+   * Seconds a session lives after its last use (`rolling`) or last write (`rolling: false`)
+   * (`PERMANENT_SESSION_LIFETIME`). Default 31 days.
+   */
   maxAge?: number
+  /** An unchanged session that is used stays alive, refreshed at most once per `maxAge / 10` (`SESSION_REFRESH_EACH_REQUEST`). Default `true`. */
+  rolling?: boolean
+  /** Seconds after creation (or `regenerate`) when a session ends whatever its activity. Default off. */
+  absoluteMaxAge?: number
+  /** Largest session record written or read, in bytes. Default 1 MiB. */
+  maxRecordBytes?: number
+  /** Filesystem store: folder of the session files (`SESSION_FILE_DIR`). Default `./sessions`. */
+  directory?: string
+  /** Filesystem store: mode of the session files (`SESSION_FILE_MODE`). Default `0o600`. */
+  fileMode?: number
   /** `false`: browser-session cookies (`SESSION_PERMANENT`). Default `true`. */
   permanent?: boolean
   /** Pin each session to the client address (`SESSION_PROTECTION`). Needs `secret`. */
@@ -41,7 +72,7 @@ export interface QuartSessionOptions {
   serializer?: Serializer
   /** Seconds a backend operation may take before the request fails (redis, memcached). Default 2. */
   timeout?: number
-  /** Most sessions the memory store keeps (least recently used are evicted). Default 10 000. */
+  /** Most sessions the memory or filesystem store keeps (`SESSION_FILE_THRESHOLD`); beyond it the least recently used (memory) or oldest (filesystem) go. Default 10 000. */
   maxEntries?: number
 }
 
@@ -51,11 +82,19 @@ export interface ResolvedOptions {
   uri: string | undefined
   client: object | undefined
   servers: string | string[] | Record<string, number> | undefined
+  sentinel: SentinelOptions | undefined
+  clientSideCache: ClientSideCacheOptions | undefined
   keyPrefix: string
   secrets: string[] | undefined
   cookieName: string
   cookie: Required<Pick<CookieOptions, 'path' | 'httpOnly' | 'secure' | 'sameSite'>> & CookieOptions
   maxAge: number
+  rolling: boolean
+  /** 0 = off. */
+  absoluteMaxAge: number
+  maxRecordBytes: number
+  directory: string | undefined
+  fileMode: number | undefined
   permanent: boolean
   protection: boolean
   reverseProxy: boolean
@@ -70,15 +109,17 @@ export const THIRTY_ONE_DAYS = 31 * 24 * 60 * 60
 // Fastify's own register options travel in the same object; they are not ours to refuse.
 const FASTIFY_REGISTER_OPTIONS = new Set(['prefix', 'logLevel', 'logSerializers'])
 const OPTION_NAMES = new Set([
-  'type', 'store', 'uri', 'client', 'servers', 'keyPrefix', 'secret', 'cookieName', 'cookie', 'maxAge',
-  'permanent', 'protection', 'reverseProxy', 'staticFiles', 'serializer', 'timeout', 'maxEntries'
+  'type', 'store', 'uri', 'client', 'sentinel', 'clientSideCache', 'servers', 'keyPrefix', 'secret', 'cookieName',
+  'cookie', 'maxAge', 'rolling', 'absoluteMaxAge', 'maxRecordBytes', 'permanent', 'protection', 'reverseProxy',
+  'staticFiles', 'serializer', 'timeout', 'maxEntries', 'directory', 'fileMode'
 ])
 const COOKIE_OPTION_NAMES = new Set(['path', 'domain', 'httpOnly', 'secure', 'sameSite', 'partitioned', 'priority'])
-const TYPES = new Set<string>(['memory', 'redis', 'memcached'])
+const TYPES = new Set<string>(['memory', 'redis', 'memcached', 'filesystem'])
 // RFC 6265 token characters for the cookie name; attribute values must not break the header.
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 const ATTRIBUTE_VALUE = /^[\x21-\x3A\x3C-\x7E]+$/
 const MIN_SECRET_LENGTH = 32
+export const ONE_MEBIBYTE = 1024 * 1024
 
 const invalid = (name: string, why: string): Error => new FST_QUART_SESSION_INVALID_OPTION(name, why)
 
@@ -138,6 +179,37 @@ export function resolveOptions (input: QuartSessionOptions | undefined): Resolve
     throw invalid('client', 'must be a node-redis client or cluster, or a memcached instance')
   }
 
+  const sentinel = options.sentinel
+  if (sentinel !== undefined) {
+    const { name, nodes } = (typeof sentinel === 'object' && sentinel !== null ? sentinel : {}) as Record<string, unknown>
+    if (typeof name !== 'string' || name.length === 0 || !Array.isArray(nodes) || nodes.length === 0 ||
+        !nodes.every((node) => typeof node === 'string' && /^[^:\s]+:\d+$/.test(node))) {
+      throw invalid('sentinel', "must be { name: 'mymaster', nodes: ['host:port', ...] }")
+    }
+    if (type !== 'redis') throw invalid('sentinel', `applies to type "redis" only (type is "${String(type)}")`)
+    if (options.uri !== undefined) throw invalid('sentinel', 'give either "uri" or "sentinel", not both')
+  }
+
+  let clientSideCache: ClientSideCacheOptions | undefined
+  if (options.clientSideCache !== undefined && options.clientSideCache !== false) {
+    const csc = options.clientSideCache === true ? {} : options.clientSideCache
+    if (typeof csc !== 'object' || csc === null || Array.isArray(csc)) {
+      throw invalid('clientSideCache', 'must be true, false or { maxEntries?, ttl? }')
+    }
+    for (const name of Object.keys(csc)) {
+      if (name !== 'maxEntries' && name !== 'ttl') throw invalid(`clientSideCache.${name}`, 'unknown setting; known are maxEntries, ttl')
+    }
+    const { maxEntries, ttl } = csc as ClientSideCacheOptions
+    if (maxEntries !== undefined && (!Number.isSafeInteger(maxEntries) || maxEntries < 1)) {
+      throw invalid('clientSideCache.maxEntries', `must be a whole number above 0, got ${describe(maxEntries)}`)
+    }
+    if (ttl !== undefined && (!Number.isSafeInteger(ttl) || ttl < 0)) {
+      throw invalid('clientSideCache.ttl', `must be whole milliseconds, 0 or more, got ${describe(ttl)}`)
+    }
+    if (type !== 'redis') throw invalid('clientSideCache', `applies to type "redis" only (type is "${String(type)}")`)
+    clientSideCache = { ...(csc as ClientSideCacheOptions) }
+  }
+
   const servers = options.servers
   if (servers !== undefined && !isServers(servers)) {
     throw invalid('servers', "must be 'host:port', an array of them, or an object of { 'host:port': weight }")
@@ -163,12 +235,37 @@ export function resolveOptions (input: QuartSessionOptions | undefined): Resolve
   if (typeof cookieName !== 'string' || !COOKIE_NAME.test(cookieName)) {
     throw invalid('cookieName', 'must be a non-empty cookie name (letters, digits and !#$%&\'*+-.^_`|~)')
   }
+  // request.cookies is a plain object: such a name would read an inherited member, not a cookie.
+  if (cookieName in Object.prototype) {
+    throw invalid('cookieName', `"${cookieName}" is the name of an Object.prototype member; choose another name`)
+  }
 
   const cookie = resolveCookie(options.cookie)
 
   const maxAge = options.maxAge ?? THIRTY_ONE_DAYS
   if (typeof maxAge !== 'number' || !Number.isSafeInteger(maxAge) || maxAge <= 0) {
     throw invalid('maxAge', `must be a whole number of seconds above 0, got ${describe(maxAge)}`)
+  }
+
+  const rolling = boolean(options, 'rolling', true)
+  const absoluteMaxAge = options.absoluteMaxAge ?? 0
+  if (typeof absoluteMaxAge !== 'number' || !Number.isSafeInteger(absoluteMaxAge) || absoluteMaxAge < 0) {
+    throw invalid('absoluteMaxAge', `must be a whole number of seconds (0 = off), got ${describe(absoluteMaxAge)}`)
+  }
+  const maxRecordBytes = options.maxRecordBytes ?? ONE_MEBIBYTE
+  if (typeof maxRecordBytes !== 'number' || !Number.isSafeInteger(maxRecordBytes) || maxRecordBytes < 64) {
+    throw invalid('maxRecordBytes', `must be a whole number of bytes, at least 64, got ${describe(maxRecordBytes)}`)
+  }
+  const directory = options.directory
+  if (directory !== undefined && (typeof directory !== 'string' || directory.length === 0)) {
+    throw invalid('directory', 'must be a folder path')
+  }
+  const fileMode = options.fileMode
+  if (fileMode !== undefined && (typeof fileMode !== 'number' || !Number.isInteger(fileMode) || fileMode < 0 || fileMode > 0o777 || (fileMode & 0o600) !== 0o600)) {
+    throw invalid('fileMode', 'must be a file mode such as 0o600 that lets the owner read and write')
+  }
+  if ((directory !== undefined || fileMode !== undefined) && type !== 'filesystem') {
+    throw invalid(directory !== undefined ? 'directory' : 'fileMode', `applies to type "filesystem" only (type is "${String(type)}")`)
   }
 
   const permanent = boolean(options, 'permanent', true)
@@ -201,11 +298,18 @@ export function resolveOptions (input: QuartSessionOptions | undefined): Resolve
     uri,
     client: client as object | undefined,
     servers: servers as ResolvedOptions['servers'],
+    sentinel: sentinel === undefined ? undefined : { name: (sentinel as SentinelOptions).name, nodes: [...(sentinel as SentinelOptions).nodes] },
+    clientSideCache,
     keyPrefix,
     secrets,
     cookieName,
     cookie,
     maxAge,
+    rolling,
+    absoluteMaxAge,
+    maxRecordBytes,
+    directory,
+    fileMode,
     permanent,
     protection,
     reverseProxy,
@@ -248,6 +352,11 @@ function resolveCookie (input: unknown): ResolvedOptions['cookie'] {
   const priority = options.priority
   if (priority !== undefined && priority !== 'low' && priority !== 'medium' && priority !== 'high') {
     throw invalid('cookie.priority', "must be 'low', 'medium' or 'high'")
+  }
+  // Browsers drop SameSite=None and Partitioned cookies that are not Secure: refuse what cannot work.
+  if (secure === false && (sameSite === 'none' || partitioned === true)) {
+    throw invalid(sameSite === 'none' ? 'cookie.sameSite' : 'cookie.partitioned',
+      `${sameSite === 'none' ? "'none'" : 'true'} needs cookie.secure true or 'auto': browsers reject such cookies without Secure`)
   }
   return {
     path,

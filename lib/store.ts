@@ -24,6 +24,17 @@ export interface SessionStore {
    */
   touch? (key: string, ttlSeconds: number): Promise<void>
   /**
+   * Optional, and what makes concurrent saves lossless (without it the last write wins): in one
+   * atomic step, if the value stored under `key` is exactly `expected` (`undefined`: no live entry),
+   * replace it with `value` (`undefined`: delete the entry) expiring after `ttlSeconds` (as in
+   * `set`), and resolve `true`; otherwise change nothing and resolve `false`.
+   *
+   * The core reads a record, applies a request's changes and calls this with the text it read; on
+   * `false` it reads again, merges and retries. A Redis script or `WATCH`, memcached `gets`/`cas`,
+   * a lock or version check: how it is made atomic is the adapter's business.
+   */
+  compareAndSet? (key: string, expected: string | undefined, value: string | undefined, ttlSeconds: number): Promise<boolean>
+  /**
    * Optional: called once at registration, before `ready()` resolves, so an unreachable
    * backend fails the boot rather than the first request.
    */

@@ -187,7 +187,7 @@ export class MemcachedStore implements SessionStore {
     if (value === undefined || typeof value === 'string') return value
     // A SERVER_ERROR reply comes back as `false`; an item another client stored with flags
     // (JSON, number, binary) as something else. Neither is a miss.
-    throw new FST_QUART_SESSION_BACKEND('memcached get', `unexpected reply ${typeof value === 'boolean' ? String(value) : typeof value} instead of a string value`)
+    throw withCause(new FST_QUART_SESSION_BACKEND('memcached get'), new Error(`unexpected reply ${typeof value === 'boolean' ? String(value) : typeof value} instead of a string value`))
   }
 
   async set (key: string, value: string, ttlSeconds: number): Promise<void> {
@@ -198,7 +198,7 @@ export class MemcachedStore implements SessionStore {
     const stored = await this.#call<unknown>('set', (done) =>
       this.#client.set(memcachedKey(key), value, memcachedLifetime(ttlSeconds), done))
     if (stored !== true) {
-      throw new FST_QUART_SESSION_BACKEND('memcached set', `the server did not store the item of ${size} bytes; is its item size limit (memcached -I) below 1 MiB?`)
+      throw withCause(new FST_QUART_SESSION_BACKEND('memcached set'), new Error(`the server did not store the item of ${size} bytes; is its item size limit (memcached -I) below 1 MiB?`))
     }
   }
 
@@ -229,7 +229,7 @@ export class MemcachedStore implements SessionStore {
       const done: Callback<T> = (error, result) => {
         clearTimeout(timer)
         if (error === undefined || error === null) resolve(result as T)
-        else reject(withCause(new FST_QUART_SESSION_BACKEND(`memcached ${command}`, this.#explain(error)), error))
+        else reject(withCause(new FST_QUART_SESSION_BACKEND(`memcached ${command}`), withCause(new Error(this.#explain(error)), error)))
       }
       try {
         send(done)

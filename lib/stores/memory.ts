@@ -68,6 +68,14 @@ export class MemoryStore implements SessionStore {
     this.#entries.set(key, entry)
   }
 
+  // One synchronous step: nothing else runs between the comparison and the write.
+  async compareAndSet (key: string, expected: string | undefined, value: string | undefined, ttlSeconds: number): Promise<boolean> {
+    if (this.#live(key)?.value !== expected) return false
+    if (value === undefined) this.#entries.delete(key)
+    else await this.set(key, value, ttlSeconds)
+    return true
+  }
+
   async close (): Promise<void> {
     this.#entries.clear()
   }

@@ -196,7 +196,7 @@ export class RedisStore implements SessionStore {
         clearTimeout(timer)
         reject(isTimeout(error)
           ? withCause(new FST_QUART_SESSION_TIMEOUT(`Redis ${command}`, this.timeout), error)
-          : withCause(new FST_QUART_SESSION_BACKEND(`Redis ${command}`, messageOf(error)), error))
+          : withCause(new FST_QUART_SESSION_BACKEND(`Redis ${command}`), error))
       })
     })
   }
