@@ -1,17 +1,25 @@
-import { createClient, TimeoutError } from 'redis'
+import { createHash } from 'node:crypto'
+import { createClient, createSentinel, TimeoutError } from 'redis'
 import type { SessionStore } from '../store.js'
 import {
   FST_QUART_SESSION_BACKEND,
   FST_QUART_SESSION_CONNECT,
+  FST_QUART_SESSION_CORRUPT_RECORD,
   FST_QUART_SESSION_INVALID_OPTION,
   FST_QUART_SESSION_TIMEOUT
 } from '../errors.js'
 
 type ErrorListener = (error: Error) => void
 
+/** Keys and arguments of a script call, as node-redis v6 takes them (`keys` route it on a cluster). */
+interface ScriptCall {
+  keys: string[]
+  arguments: string[]
+}
+
 /**
  * What the adapter needs from a Redis client: the few methods it calls. A node-redis v6 client
- * (`createClient`) and a node-redis cluster (`createCluster`) both fit.
+ * (`createClient`), cluster (`createCluster`) and sentinel client (`createSentinel`) all fit.
  */
 export interface RedisLike {
   readonly isOpen: boolean
@@ -22,6 +30,9 @@ export interface RedisLike {
   del (key: string): Promise<unknown>
   expire (key: string, seconds: number): Promise<unknown>
   persist (key: string): Promise<unknown>
+  type (key: string): Promise<unknown>
+  evalSha (sha1: string, options: ScriptCall): Promise<unknown>
+  eval (script: string, options: ScriptCall): Promise<unknown>
   on (event: 'error', listener: ErrorListener): unknown
   off (event: 'error', listener: ErrorListener): unknown
 }
@@ -35,13 +46,46 @@ interface OwnedClient extends RedisLike {
 export interface RedisStoreOptions {
   /** `redis[s]://[[username][:password]@][host][:port][/db-number]`; default `redis://127.0.0.1:6379`. */
   uri?: string
-  /** A node-redis client or cluster built by the caller; never closed by the store. */
+  /** A node-redis client, cluster or sentinel client built by the caller; never closed by the store. */
   client?: RedisLike
+  /** Redis behind Sentinel: the master's name and the sentinels as `'host:port'`. */
+  sentinel?: { name: string, nodes: string[] }
+  /**
+   * Serve unchanged reads from a RESP3 client-side cache that Redis invalidates (the store's own
+   * client only: a supplied client is used with whatever caching it was built with).
+   * `maxEntries` (default 10 000, least recently used evicted), `ttl` in milliseconds (0 = none).
+   */
+  clientSideCache?: { maxEntries?: number, ttl?: number }
   /** Seconds one operation (and the boot connection) may take before it fails. Default 2. */
   timeout?: number
 }
 
 export const DEFAULT_REDIS_URI = 'redis://127.0.0.1:6379'
+
+const DEFAULT_CACHE_ENTRIES = 10_000
+
+/**
+ * compareAndSet in one round trip. ARGV: has-expected ('1'/'0'), expected, has-value, value, TTL
+ * in seconds (0 = none). GET goes through pcall: a key of another type is not ours to replace, so
+ * the answer is 0, never a WRONGTYPE error. A missing key reads as false, which never equals a
+ * string, so "expected present" fails on it.
+ */
+const CAS_SCRIPT = `local current = redis.pcall('GET', KEYS[1])
+if type(current) == 'table' then return 0 end
+if ARGV[1] == '1' then
+  if current ~= ARGV[2] then return 0 end
+elseif current then
+  return 0
+end
+if ARGV[3] == '0' then
+  redis.call('DEL', KEYS[1])
+elseif ARGV[5] == '0' then
+  redis.call('SET', KEYS[1], ARGV[4])
+else
+  redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[5])
+end
+return 1`
+const CAS_SHA = createHash('sha1').update(CAS_SCRIPT).digest('hex')
 
 // A dropped connection is retried quickly and often: recovery should follow the backend's return
 // within a second, and a refused connect on a live network costs next to nothing.
@@ -65,20 +109,24 @@ export class RedisStore implements SessionStore {
   #listening = false
 
   constructor (options: RedisStoreOptions = {}) {
-    const { uri, client } = options
+    const { uri, client, sentinel } = options
     const timeout = options.timeout ?? 2
     if (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout <= 0) {
       throw new FST_QUART_SESSION_INVALID_OPTION('timeout', 'must be a positive number of seconds')
     }
     this.timeout = timeout
     this.#timeoutMs = Math.ceil(timeout * 1000)
+    const cache = cacheConfig(options.clientSideCache)
 
     if (client !== undefined) {
-      if (uri !== undefined) {
-        throw new FST_QUART_SESSION_INVALID_OPTION('client', 'give either "uri" or "client", not both')
+      if (uri !== undefined || sentinel !== undefined) {
+        throw new FST_QUART_SESSION_INVALID_OPTION('client', `give either "client" or "${uri !== undefined ? 'uri' : 'sentinel'}", not both`)
       }
       if (!isRedisLike(client)) {
-        throw new FST_QUART_SESSION_INVALID_OPTION('client', 'must be a node-redis client (createClient) or cluster (createCluster)')
+        throw new FST_QUART_SESSION_INVALID_OPTION('client', 'must be a node-redis client (createClient), cluster (createCluster) or sentinel client (createSentinel)')
+      }
+      if (cache !== undefined) {
+        throw new FST_QUART_SESSION_INVALID_OPTION('clientSideCache', 'applies to the client the plugin creates (uri or sentinel); build your own client with { RESP: 3, clientSideCache } instead')
       }
       this.#client = client
       this.#owned = undefined
@@ -86,18 +134,34 @@ export class RedisStore implements SessionStore {
       return
     }
 
-    const url = uri ?? DEFAULT_REDIS_URI
-    this.#where = redactUri(url)
-    const owned: OwnedClient = createClient({
-      url,
-      // Offline, a command fails at once instead of waiting in a queue for a reconnect.
-      disableOfflineQueue: true,
-      // node-redis's own per-command timeout (5 s unless set) costs an AbortSignal per command,
-      // about a third of a round trip's CPU on Node 20, and bounds only the wait to be written,
-      // which disableOfflineQueue already ends: off. #run bounds the whole round trip instead.
-      commandOptions: { timeout: 0 },
-      socket: { connectTimeout: this.#timeoutMs, reconnectStrategy: reconnectDelay }
-    })
+    // Offline, a command fails at once instead of waiting in a queue for a reconnect.
+    // node-redis's own per-command timeout (5 s unless set) costs an AbortSignal per command,
+    // about a third of a round trip's CPU on Node 20, and bounds only the wait to be written,
+    // which disableOfflineQueue already ends: off. #run bounds the whole round trip instead.
+    const socket = { connectTimeout: this.#timeoutMs, reconnectStrategy: reconnectDelay }
+    const commandOptions = { timeout: 0 }
+    // Client-side caching rides on RESP3 invalidation pushes; without it RESP2 stays, the default.
+    const resp = cache === undefined ? {} : { RESP: 3 as const, clientSideCache: cache }
+    let owned: OwnedClient
+    if (sentinel !== undefined) {
+      if (uri !== undefined) {
+        throw new FST_QUART_SESSION_INVALID_OPTION('sentinel', 'give either "uri" or "sentinel", not both')
+      }
+      const { name, nodes } = sentinelNodes(sentinel)
+      this.#where = `Redis Sentinel master "${name}" via ${sentinel.nodes.join(', ')}`
+      owned = createSentinel({
+        name,
+        sentinelRootNodes: nodes,
+        commandOptions,
+        nodeClientOptions: { disableOfflineQueue: true, socket, ...(cache === undefined ? {} : { RESP: 3 as const }) },
+        sentinelClientOptions: { socket },
+        ...resp
+      })
+    } else {
+      const url = uri ?? DEFAULT_REDIS_URI
+      this.#where = redactUri(url)
+      owned = createClient({ url, disableOfflineQueue: true, commandOptions, socket, ...resp })
+    }
     owned.on('error', ignoreError)
     this.#listening = true
     this.#client = owned
@@ -138,7 +202,12 @@ export class RedisStore implements SessionStore {
   }
 
   async get (key: string): Promise<string | undefined> {
-    const value = await this.#run('GET', () => this.#client.get(key))
+    let value: string | null
+    try {
+      value = await this.#run('GET', () => this.#client.get(key))
+    } catch (error) {
+      throw isWrongType(error) ? await this.#wrongType(key, error) : error
+    }
     return value ?? undefined
   }
 
@@ -157,6 +226,42 @@ export class RedisStore implements SessionStore {
     await this.#run(ttlSeconds > 0 ? 'EXPIRE' : 'PERSIST', () => ttlSeconds > 0
       ? this.#client.expire(key, ttlSeconds)
       : this.#client.persist(key))
+  }
+
+  /**
+   * One `EVALSHA` of a script that compares and writes in Redis itself, on the one key (so a
+   * cluster routes it like any other command). A Redis that does not know the script yet answers
+   * NOSCRIPT once; `EVAL` then runs it and leaves it cached there, all within one timeout.
+   */
+  async compareAndSet (key: string, expected: string | undefined, value: string | undefined, ttlSeconds: number): Promise<boolean> {
+    const call: ScriptCall = {
+      keys: [key],
+      arguments: [
+        expected === undefined ? '0' : '1', expected ?? '',
+        value === undefined ? '0' : '1', value ?? '',
+        ttlSeconds > 0 ? String(ttlSeconds) : '0'
+      ]
+    }
+    return await this.#run('EVALSHA', () => this.#compareAndSet(call)) === 1
+  }
+
+  async #compareAndSet (call: ScriptCall): Promise<unknown> {
+    try {
+      return await this.#client.evalSha(CAS_SHA, call)
+    } catch (error) {
+      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error
+      return await this.#client.eval(CAS_SCRIPT, call)
+    }
+  }
+
+  /**
+   * A key of another type (a hash someone wrote under a session key) is not a backend failure:
+   * retrying cannot help. It is reported as a corrupt record, which the core answers with a fresh
+   * session, instead of a 503 on every request that carries the cookie.
+   */
+  async #wrongType (key: string, error: Error): Promise<Error> {
+    const type = await this.#run('TYPE', () => this.#client.type(key)).then(String, () => 'value of another type')
+    return withCause(new FST_QUART_SESSION_CORRUPT_RECORD(`the key holds a Redis ${type}, not a string`), error.cause)
   }
 
   /** Closes the client the store created; a supplied client is left open for its owner. */
@@ -205,8 +310,49 @@ export class RedisStore implements SessionStore {
 function isRedisLike (value: unknown): value is RedisLike {
   if (typeof value !== 'object' || value === null) return false
   const client = value as Record<string, unknown>
-  return ['connect', 'destroy', 'get', 'set', 'del', 'expire', 'persist', 'on', 'off']
+  return ['connect', 'destroy', 'get', 'set', 'del', 'expire', 'persist', 'type', 'evalSha', 'eval', 'on', 'off']
     .every((name) => typeof client[name] === 'function')
+}
+
+/** node-redis's `clientSideCache` settings from the store's, or undefined when caching is off. */
+function cacheConfig (options: RedisStoreOptions['clientSideCache']): { maxEntries: number, ttl: number, evictPolicy: 'LRU' } | undefined {
+  if (options === undefined) return undefined
+  if (typeof options !== 'object' || options === null) {
+    throw new FST_QUART_SESSION_INVALID_OPTION('clientSideCache', 'must be { maxEntries?, ttl? }')
+  }
+  const { maxEntries = DEFAULT_CACHE_ENTRIES, ttl = 0 } = options
+  if (!Number.isSafeInteger(maxEntries) || maxEntries < 1) {
+    throw new FST_QUART_SESSION_INVALID_OPTION('clientSideCache.maxEntries', 'must be a whole number above 0')
+  }
+  if (!Number.isSafeInteger(ttl) || ttl < 0) {
+    throw new FST_QUART_SESSION_INVALID_OPTION('clientSideCache.ttl', 'must be whole milliseconds, 0 or more')
+  }
+  return { maxEntries, ttl, evictPolicy: 'LRU' }
+}
+
+/** `{ name, nodes: ['host:port'] }` as node-redis wants it: `sentinelRootNodes: [{ host, port }]`. */
+function sentinelNodes (sentinel: { name: string, nodes: string[] }): { name: string, nodes: Array<{ host: string, port: number }> } {
+  const usage = "must be { name: 'mymaster', nodes: ['host:port', ...] }"
+  if (typeof sentinel !== 'object' || sentinel === null || typeof sentinel.name !== 'string' || sentinel.name === '' ||
+      !Array.isArray(sentinel.nodes) || sentinel.nodes.length === 0) {
+    throw new FST_QUART_SESSION_INVALID_OPTION('sentinel', usage)
+  }
+  const nodes = sentinel.nodes.map((node) => {
+    const colon = typeof node === 'string' ? node.lastIndexOf(':') : -1
+    const port = Number(colon === -1 ? Number.NaN : node.slice(colon + 1))
+    if (colon < 1 || !Number.isInteger(port) || port < 1 || port > 65535) {
+      throw new FST_QUART_SESSION_INVALID_OPTION('sentinel', `${usage}; got ${JSON.stringify(node)}`)
+    }
+    // '[::1]:26379' names an IPv6 host.
+    return { host: node.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port }
+  })
+  return { name: sentinel.name, nodes }
+}
+
+/** A GET on a key of another type: the client's error reply is the cause of the store's error. */
+function isWrongType (error: unknown): error is Error {
+  const cause = (error as { cause?: unknown } | undefined)?.cause
+  return cause instanceof Error && cause.message.startsWith('WRONGTYPE')
 }
 
 /** The URI as errors may show it: the password is dropped, the rest is kept for diagnosis. */
