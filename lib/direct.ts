@@ -2,24 +2,38 @@ import type { SessionStore } from './store.js'
 import type { Serializer } from './serializer.js'
 import { backendError } from './backend.js'
 import { FST_QUART_SESSION_CORRUPT_RECORD, FST_QUART_SESSION_INVALID_ARGUMENT } from './errors.js'
+import { isValidId } from './id.js'
 
 /**
  * `fastify.sessionStore`: the session backend used directly, as a cache (Quart-Session's
  * `app.session_interface`). Values go through the session serializer; keys are used as given
- * (no `keyPrefix`), so they never collide with session records.
+ * (no `keyPrefix`), and a key that has the shape of a session record's key (`keyPrefix` + an id)
+ * is refused, so nothing stored here can ever be read as a session.
  */
 export class DirectStore {
   /** The adapter underneath, for what this API does not cover. */
   readonly adapter: SessionStore
   readonly #serializer: Serializer
+  readonly #keyPrefix: string
 
-  constructor (adapter: SessionStore, serializer: Serializer) {
+  constructor (adapter: SessionStore, serializer: Serializer, keyPrefix: string) {
     this.adapter = adapter
     this.#serializer = serializer
+    this.#keyPrefix = keyPrefix
+  }
+
+  #check (key: unknown): asserts key is string {
+    if (typeof key !== 'string' || key.length === 0) {
+      throw new FST_QUART_SESSION_INVALID_ARGUMENT('key', 'must be a non-empty string')
+    }
+    const prefix = this.#keyPrefix
+    if (key.startsWith(prefix) && isValidId(key.slice(prefix.length))) {
+      throw new FST_QUART_SESSION_INVALID_ARGUMENT('key', `"${key}" has the shape of a session record's key (keyPrefix + session id); choose keys outside that namespace`)
+    }
   }
 
   async get<T = unknown> (key: string): Promise<T | undefined> {
-    checkKey(key)
+    this.#check(key)
     let text: string | undefined
     try {
       text = await this.adapter.get(key)
@@ -36,7 +50,7 @@ export class DirectStore {
 
   /** Store `value` under `key`; it expires after `expirySeconds` (rounded up), or never when omitted. */
   async set (key: string, value: unknown, expirySeconds?: number): Promise<void> {
-    checkKey(key)
+    this.#check(key)
     let ttl = 0
     if (expirySeconds !== undefined) {
       if (typeof expirySeconds !== 'number' || !Number.isFinite(expirySeconds) || expirySeconds <= 0) {
@@ -53,17 +67,11 @@ export class DirectStore {
   }
 
   async delete (key: string): Promise<void> {
-    checkKey(key)
+    this.#check(key)
     try {
       await this.adapter.delete(key)
     } catch (err) {
       throw backendError('delete', err)
     }
-  }
-}
-
-function checkKey (key: unknown): void {
-  if (typeof key !== 'string' || key.length === 0) {
-    throw new FST_QUART_SESSION_INVALID_ARGUMENT('key', 'must be a non-empty string')
   }
 }

@@ -4,12 +4,13 @@ import type { SessionStore } from './store.js'
 import { type QuartSessionOptions, type ResolvedOptions, resolveOptions } from './options.js'
 import { Backend } from './backend.js'
 import { DirectStore } from './direct.js'
-import { DisabledSession, type Session } from './session.js'
-import { createLoadHook, createSaveHook } from './hooks.js'
+import { DisabledSession, type Session, exposeSession } from './session.js'
+import { createLoadHook, createSaveHook, disabledReason, isStaticFileRoute } from './hooks.js'
+import { SessionCookie } from './cookie.js'
 import { CookieSigner } from './signing.js'
 import { MemoryStore } from './stores/memory.js'
 import { FST_QUART_SESSION_CONNECT, FST_QUART_SESSION_INVALID_OPTION, FST_QUART_SESSION_MISSING_PACKAGE } from './errors.js'
-import { kSession } from './symbols.js'
+import { kSession, kStaticRoute } from './symbols.js'
 
 async function quartSession (fastify: FastifyInstance, opts: QuartSessionOptions): Promise<void> {
   const options = resolveOptions(opts)
@@ -31,51 +32,35 @@ async function quartSession (fastify: FastifyInstance, opts: QuartSessionOptions
     fastify.log.warn('fastify-quart-session: the memory store keeps sessions in this process only; they are lost on restart and not shared between processes. Use type "redis" or "memcached" in production.')
   }
 
-  const backend = new Backend(store, options.serializer, options.keyPrefix, options.maxAge, options.permanent)
-  const disabled = new DisabledSession(backend)
+  const signer = options.secrets === undefined ? undefined : new CookieSigner(options.secrets)
+  const cookie = new SessionCookie(options.cookieName, options.cookie, options.maxAge)
+  const backend = new Backend(store, options, cookie, signer)
 
-  fastify.decorate('sessionStore', new DirectStore(store, options.serializer))
+  fastify.decorate('sessionStore', new DirectStore(store, options.serializer, options.keyPrefix))
   fastify.decorateRequest(kSession, null)
   fastify.decorateRequest('session', {
     getter (this: FastifyRequest): Session {
-      return this[kSession] ?? disabled
+      // One inert session per request where there is none, so nothing written on it is shared.
+      const session = this[kSession] ??= new DisabledSession(backend, disabledReason(this, options.staticFiles, false))
+      return exposeSession(session)
     }
   })
 
-  const signer = options.secrets === undefined ? undefined : new CookieSigner(options.secrets)
-  const loadSession = createLoadHook(options, backend, signer)
-  const saveSession = createSaveHook(options, backend, signer)
-  fastify.addHook('onRoute', function attachSessionHooks (route: RouteOptions) {
-    if (!routeWantsSession(route, options.staticFiles)) return
-    // Hooks go on the routes that use sessions only: the others pay nothing at all.
-    route.onRequest = appendHook(route.onRequest, loadSession)
-    route.onSend = appendHook(route.onSend, saveSession)
+  // App-level hooks, in the scope the plugin is registered in (fastify-plugin): every route of
+  // that scope and its children, whenever it was declared, and the 404 handler.
+  fastify.addHook('onRequest', createLoadHook(options, backend, signer))
+  fastify.addHook('onSend', createSaveHook(backend))
+  fastify.addHook('onRoute', function inspectRoute (route: RouteOptions) {
+    const setting = (route.config as { session?: unknown } | undefined)?.session
+    // A wrong config.session fails the route's registration rather than its first request.
+    if (setting !== undefined && typeof setting !== 'boolean') {
+      throw new FST_QUART_SESSION_INVALID_OPTION(`config.session of route ${route.url}`, 'must be true or false')
+    }
+    // Fastify binds handlers, so a static file route is recognised here, where its own handler is seen.
+    if (isStaticFileRoute(route.config as object | undefined, route.handler)) {
+      route.config = { ...route.config, [kStaticRoute]: true } as typeof route.config
+    }
   })
-}
-
-function routeWantsSession (route: RouteOptions, staticFiles: boolean): boolean {
-  const setting = (route.config as { session?: unknown } | undefined)?.session
-  if (setting === true) return true
-  if (setting === false) return false
-  if (setting !== undefined) {
-    throw new FST_QUART_SESSION_INVALID_OPTION(`config.session of route ${route.url}`, 'must be true or false')
-  }
-  return staticFiles || !isStaticFileRoute(route)
-}
-
-/**
- * Routes made by @fastify/static serve files through its internal `pumpSendToReply`; no option
- * marks them, so they are recognised by their handler, once, when the route is added.
- */
-function isStaticFileRoute (route: RouteOptions): boolean {
-  const config = route.config as { file?: unknown, rootPath?: unknown } | undefined
-  if (config?.file !== undefined && config.rootPath !== undefined) return true
-  return Function.prototype.toString.call(route.handler).includes('pumpSendToReply(')
-}
-
-function appendHook<T> (existing: T | T[] | undefined, hook: T): T[] {
-  if (existing === undefined) return [hook]
-  return Array.isArray(existing) ? [...existing, hook] : [existing, hook]
 }
 
 async function createStore (options: ResolvedOptions): Promise<SessionStore> {

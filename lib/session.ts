@@ -1,9 +1,11 @@
-import type { SessionData } from '../types/index.js'
+import type { SessionKey, SessionValue } from '../types/index.js'
 import type { Backend } from './backend.js'
-import { FST_QUART_SESSION_DISABLED, FST_QUART_SESSION_INVALID_KEY } from './errors.js'
+import { FST_QUART_SESSION_CALLBACK, FST_QUART_SESSION_DISABLED, FST_QUART_SESSION_INVALID_ARGUMENT, FST_QUART_SESSION_INVALID_KEY } from './errors.js'
 import { generateId } from './id.js'
+import { type SessionCookieOptions, checkSessionCookieOptions } from './cookie.js'
 import {
-  kBackend, kClearCookie, kCookie, kData, kDirty, kDone, kExposed, kId, kNew, kPermanent, kPin, kSigned, kText, kTouch
+  kBackend, kChanged, kClearCookie, kCleared, kCookie, kCookieOptions, kCreated, kData, kDirty, kDisabled, kDone,
+  kExposed, kHadCookie, kId, kNew, kPermanent, kPin, kProxy, kSigned, kText, kTouch, kTouched
 } from './symbols.js'
 
 /**
@@ -20,34 +22,69 @@ export interface SessionRecord {
   permanent?: false
   /** Keyed hash of the client address, with `protection`. */
   pin?: string
+  /** Seconds since the epoch: creation or last `regenerate()` (for `absoluteMaxAge`). */
+  created?: number
+  /** Seconds since the epoch: last write or refresh (the lifetime counts from here). */
+  touched?: number
+  /** Cookie settings given by `session.options()`; `maxAge` in seconds. */
+  cookie?: SessionCookieOptions
 }
 
+/** A Node callback, taken by every asynchronous verb as its last argument. */
+export type Callback = (err: Error | null) => void
+
+/** The session's cookie as it is (or will be) sent; read-only. Durations in seconds. */
+export interface SessionCookieView {
+  readonly expires: Date | null
+  /** Seconds the session lives after its last use (`rolling`) or write. */
+  readonly maxAge: number
+  /** `maxAge` in milliseconds, as express-session names it. */
+  readonly originalMaxAge: number
+  readonly path: string
+  readonly domain: string | undefined
+  readonly httpOnly: boolean
+  readonly secure: boolean | 'auto'
+  readonly sameSite: 'lax' | 'strict' | 'none' | boolean
+  readonly partitioned: boolean | undefined
+  readonly priority: 'low' | 'medium' | 'high' | undefined
+}
+
+const NO_CALLBACK = undefined
+
 /**
- * A session. Reads are plain property reads; `set`/`delete`/`clear` flip a dirty flag, and only
- * when `get` has handed out an object (which the caller may mutate) is the data serialized again
- * at the end of the request and compared with the text that was loaded.
+ * A session. Reads are plain property reads; `set`/`delete`/`clear` record the keys they change,
+ * and only when `get` has handed out an object (which the caller may mutate) is that data
+ * serialized again at the end of the request and compared with the text that was loaded. The
+ * names of changed keys are what lets a save merge onto a record another request wrote meanwhile.
+ *
+ * `request.session` is this object behind a Proxy that maps property access (`session.user = x`,
+ * `delete session.user`) onto the same methods; the plugin's own code uses the object itself.
  */
 export class Session {
   [kBackend]: Backend
   [kId]: string
   [kData]: Data
-  /** The record text as the backend holds it; undefined = nothing stored under this id. */
   [kText]: string | undefined
   [kNew]: boolean
   [kPermanent]: boolean
   [kPin]: string | undefined
   [kDirty]: boolean
-  [kExposed]: boolean
+  [kChanged]: Set<string> | null
+  [kCleared]: boolean
+  [kExposed]: Set<string> | null
   [kTouch]: boolean
-  /** The cookie must be (re)sent at the end of the request. */
   [kCookie]: boolean
-  /** The client holds a cookie for a session that no longer exists: expire it. */
   [kClearCookie]: boolean
-  /** The save hook has run for this request. */
   [kDone]: boolean
   [kSigned]: string | undefined
+  [kCreated]: number
+  [kTouched]: number
+  [kCookieOptions]: SessionCookieOptions | undefined
+  [kProxy]: Session | undefined
+  [kDisabled]: string | undefined
+  [kHadCookie]: boolean
 
-  constructor (backend: Backend, id: string, data: Data, text: string | undefined, permanent: boolean, pin: string | undefined) {
+  constructor (backend: Backend, id: string, data: Data, text: string | undefined, permanent: boolean, pin: string | undefined, created: number, touched: number) {
     this[kBackend] = backend
     this[kId] = id
     this[kData] = data
@@ -56,12 +93,20 @@ export class Session {
     this[kPermanent] = permanent
     this[kPin] = pin
     this[kDirty] = false
-    this[kExposed] = false
+    this[kChanged] = null
+    this[kCleared] = false
+    this[kExposed] = null
     this[kTouch] = false
     this[kCookie] = false
     this[kClearCookie] = false
     this[kDone] = false
     this[kSigned] = undefined
+    this[kCreated] = created
+    this[kTouched] = touched
+    this[kCookieOptions] = undefined
+    this[kProxy] = undefined
+    this[kDisabled] = undefined
+    this[kHadCookie] = false
   }
 
   /** The session id (the cookie carries it, signed when a secret is set). */
@@ -71,43 +116,60 @@ export class Session {
     return this[kId]
   }
 
+  /** The session id, as @fastify/session names it. */
+  get sessionId (): string { return this.id }
+
+  /** The cookie value: the id, signed when a secret is set. */
+  get encryptedSessionId (): string { return this[kBackend].cookieValue(this) }
+
   /** True when this session was not loaded from the backend in this request. */
   get isNew (): boolean { return this[kNew] }
 
   /** `false` makes the cookie a browser-session cookie (no Expires); the backend TTL still applies. */
   get permanent (): boolean { return this[kPermanent] }
   set permanent (value: boolean) {
-    if (typeof value !== 'boolean') throw new TypeError('session.permanent must be a boolean')
+    if (typeof value !== 'boolean') throw new FST_QUART_SESSION_INVALID_ARGUMENT('permanent', 'must be true or false')
     if (value === this[kPermanent]) return
     this[kPermanent] = value
     this[kDirty] = true
   }
 
-  get<Key extends keyof SessionData> (key: Key): SessionData[Key] | undefined {
+  /** The cookie this session sends: attributes, lifetime in seconds, expiry. Read-only. */
+  get cookie (): SessionCookieView { return this[kBackend].cookieView(this) }
+
+  get<Key extends SessionKey> (key: Key): SessionValue<Key> | undefined {
     const data = this[kData]
-    const value = Object.hasOwn(data, key) ? data[key as string] : undefined
-    // The caller may mutate what it gets back; remember to compare at the end of the request.
-    if (typeof value === 'object' && value !== null) this[kExposed] = true
-    return value as SessionData[Key] | undefined
+    const value = Object.hasOwn(data, key) ? data[key] : undefined
+    // The caller may mutate what it gets back: compare it at the end of the request.
+    if (typeof value === 'object' && value !== null) exposed(this).add(key)
+    return value as SessionValue<Key> | undefined
   }
 
-  set<Key extends keyof SessionData> (key: Key, value: SessionData[Key]): void {
-    if (typeof key !== 'string' || (key as string) === '__proto__') throw new FST_QUART_SESSION_INVALID_KEY(String(key))
+  /** Store `value` under `key`; `undefined` removes the key, like `delete`. */
+  set<Key extends SessionKey> (key: Key, value: SessionValue<Key>): void {
+    if (typeof key !== 'string' || key === '__proto__') throw new FST_QUART_SESSION_INVALID_KEY(String(key))
+    if (value === undefined) {
+      this.delete(key)
+      return
+    }
     const data = this[kData]
     // Setting a primitive to the value it already has changes nothing, so it costs no write.
     if (data[key] === value && (typeof value !== 'object' || value === null) && Object.hasOwn(data, key)) return
     data[key] = value
-    this[kDirty] = true
+    changed(this).add(key)
   }
 
-  delete<Key extends keyof SessionData> (key: Key): void {
+  delete<Key extends SessionKey> (key: Key): void {
+    if (key === undefined) {
+      throw new FST_QUART_SESSION_INVALID_ARGUMENT('key', 'session.delete() needs the key to remove; to end the whole session call session.destroy()')
+    }
     const data = this[kData]
     if (!Object.hasOwn(data, key)) return
-    delete data[key as string]
-    this[kDirty] = true
+    delete data[key]
+    changed(this).add(key)
   }
 
-  has<Key extends keyof SessionData> (key: Key): boolean {
+  has<Key extends SessionKey> (key: Key): boolean {
     return Object.hasOwn(this[kData], key)
   }
 
@@ -115,7 +177,9 @@ export class Session {
   clear (): void {
     if (isEmpty(this[kData])) return
     this[kData] = {}
-    this[kDirty] = true
+    this[kCleared] = true
+    this[kChanged] = null
+    this[kExposed] = null
   }
 
   /** Restart the session's lifetime at the end of this request, even if nothing changed. */
@@ -123,63 +187,100 @@ export class Session {
     this[kTouch] = true
   }
 
-  /**
-   * Give the session a new id, keeping its data, and remove the old record now. Call it when
-   * the user's privileges change (log in) so an id planted before login is worthless after it.
-   */
-  async regenerate (): Promise<void> {
-    const backend = this[kBackend]
-    if (this[kText] !== undefined) {
-      await backend.remove(this[kId])
-      // Should the data end up empty, the client's cookie would point at nothing.
-      this[kClearCookie] = true
+  /** A shallow copy of the data (the values are the session's own: mutations are detected). */
+  data (): Data {
+    const data = this[kData]
+    for (const key in data) {
+      const value = data[key]
+      if (typeof value === 'object' && value !== null) exposed(this).add(key)
     }
-    this[kId] = ''
-    this[kText] = undefined
-    this[kNew] = true
+    return { ...data }
+  }
+
+  /** Whether the data differs from what is stored (or the session is new and holds data). */
+  isModified (): boolean {
+    return this[kBackend].isModified(this)
+  }
+
+  /** Whether the session is stored and this request changed nothing since. */
+  isSaved (): boolean {
+    return this[kText] !== undefined && !this[kBackend].isModified(this)
+  }
+
+  /**
+   * Settings for this session's cookie: `maxAge` (seconds: the session's own lifetime, e.g. a
+   * longer one for "remember me") and the cookie attributes. Stored with the session. Names that
+   * are not cookie settings are ignored, so plugins written for @fastify/secure-session work.
+   */
+  options (cookieOptions: Record<string, unknown>): void {
+    const picked = checkSessionCookieOptions(cookieOptions)
+    if (picked === undefined) return
+    this[kCookieOptions] = { ...this[kCookieOptions], ...picked }
     this[kDirty] = true
   }
 
-  /** Remove the record now and empty the session; the cookie is expired at the end of the request. */
-  async destroy (): Promise<void> {
-    const backend = this[kBackend]
-    if (this[kText] !== undefined) {
-      await backend.remove(this[kId])
-      this[kClearCookie] = true
+  /**
+   * Give the session a new id and remove the old record now; the data is emptied except the keys
+   * listed (call it at login: an id planted before login is worthless after it). To keep
+   * everything, Flask-Session style: `session.regenerate(Object.keys(session.data()))`.
+   */
+  regenerate (): Promise<void>
+  regenerate (callback: Callback): void
+  regenerate (keepKeys: string[]): Promise<void>
+  regenerate (keepKeys: string[], callback: Callback): void
+  regenerate (keepKeysOrCallback?: string[] | Callback, callback?: Callback): Promise<void> | undefined {
+    const keep = typeof keepKeysOrCallback === 'function' ? undefined : keepKeysOrCallback
+    const cb = typeof keepKeysOrCallback === 'function' ? keepKeysOrCallback : callback
+    if (keep !== undefined && (!Array.isArray(keep) || !keep.every((k) => typeof k === 'string'))) {
+      throw new FST_QUART_SESSION_INVALID_ARGUMENT('keepKeys', 'must be an array of key names')
     }
-    this[kId] = ''
-    this[kData] = {}
-    this[kText] = undefined
-    this[kNew] = true
-    this[kPermanent] = backend.permanent
-    this[kDirty] = false
-    this[kExposed] = false
-    this[kTouch] = false
-    this[kCookie] = false
+    return settle('regenerate', this[kBackend].regenerate(this, keep), cb)
+  }
+
+  /** Remove the record now and empty the session; the cookie is expired at the end of the request. */
+  destroy (): Promise<void>
+  destroy (callback: Callback): void
+  destroy (callback?: Callback): Promise<void> | undefined {
+    return settle('destroy', this[kBackend].destroy(this), callback)
   }
 
   /** Write the session now if it changed (the save hook would do it at the end of the request). */
-  async save (): Promise<void> {
-    await this[kBackend].persist(this)
+  save (): Promise<void>
+  save (callback: Callback): void
+  save (callback?: Callback): Promise<void> | undefined {
+    return settle('save', this[kBackend].persist(this), callback)
   }
 
   /** Discard unsaved changes and read the session again from the backend. */
-  async reload (): Promise<void> {
-    const backend = this[kBackend]
-    const text = this[kText] === undefined ? undefined : await backend.read(this[kId])
-    let record: SessionRecord | undefined
-    try {
-      record = text === undefined ? undefined : backend.decode(text)
-    } catch {
-      record = undefined
-    }
-    this[kData] = record?.data ?? {}
-    this[kPermanent] = record === undefined ? backend.permanent : record.permanent !== false
-    this[kText] = record === undefined ? undefined : text
-    this[kNew] = record === undefined
-    this[kDirty] = false
-    this[kExposed] = false
+  reload (): Promise<void>
+  reload (callback: Callback): void
+  reload (callback?: Callback): Promise<void> | undefined {
+    return settle('reload', this[kBackend].reload(this), callback)
   }
+}
+
+function changed (session: Session): Set<string> {
+  return session[kChanged] ??= new Set()
+}
+
+function exposed (session: Session): Set<string> {
+  return session[kExposed] ??= new Set()
+}
+
+/** Promise, or Node callback when one is given (errors then go to the callback, never thrown). */
+function settle (verb: string, promise: Promise<void>, callback: Callback | undefined): Promise<void> | undefined {
+  if (callback === NO_CALLBACK) return promise
+  if (typeof callback !== 'function') {
+    promise.catch(() => {})
+    throw new FST_QUART_SESSION_CALLBACK(verb)
+  }
+  promise.then(() => { callback(null) }, (err: Error) => { callback(err) })
+  return undefined
+}
+
+/** Whether a save has anything to look at (set, delete, clear, handed-out objects, other changes). */
+export function mayHaveChanged (session: Session): boolean {
+  return session[kDirty] || session[kChanged] !== null || session[kCleared] || session[kExposed] !== null
 }
 
 export function isEmpty (data: Data): boolean {
@@ -187,24 +288,85 @@ export function isEmpty (data: Data): boolean {
   return true
 }
 
+const disabledVerb = (session: Session, verb: string): Error => new FST_QUART_SESSION_DISABLED(verb, session[kDisabled] as string)
+const rejectDisabled = (session: Session, verb: string, callback?: Callback | string[]): Promise<void> | undefined => {
+  const cb = typeof callback === 'function' ? callback : undefined
+  return settle(verb, Promise.reject(disabledVerb(session, verb)), cb)
+}
+
 /**
- * What `request.session` is on routes without sessions (static files, `config.session: false`):
- * reads find nothing, writes throw, so a missing opt-in is loud instead of silently lost.
+ * What `request.session` is where a request has no session (static files, `config.session:
+ * false`, a route outside the plugin's scope): one per request, reads find nothing, writes throw
+ * an error that names the reason, so a missing opt-in is loud instead of silently lost.
  */
 export class DisabledSession extends Session {
-  constructor (backend: Backend) {
-    super(backend, '', Object.freeze({}) as Data, undefined, backend.permanent, undefined)
+  constructor (backend: Backend, reason: string) {
+    super(backend, '', Object.freeze({}) as Data, undefined, false, undefined, 0, 0)
+    this[kDisabled] = reason
+    this[kDone] = true
   }
 
   override get id (): string { return '' }
   override get permanent (): boolean { return false }
-  override set permanent (_value: boolean) { throw new FST_QUART_SESSION_DISABLED('permanent') }
-  override set (): void { throw new FST_QUART_SESSION_DISABLED('set') }
-  override delete (): void { throw new FST_QUART_SESSION_DISABLED('delete') }
-  override clear (): void { throw new FST_QUART_SESSION_DISABLED('clear') }
-  override touch (): void { throw new FST_QUART_SESSION_DISABLED('touch') }
-  override async regenerate (): Promise<void> { throw new FST_QUART_SESSION_DISABLED('regenerate') }
-  override async destroy (): Promise<void> { throw new FST_QUART_SESSION_DISABLED('destroy') }
-  override async save (): Promise<void> { throw new FST_QUART_SESSION_DISABLED('save') }
-  override async reload (): Promise<void> { throw new FST_QUART_SESSION_DISABLED('reload') }
+  override set permanent (_value: boolean) { throw disabledVerb(this, 'permanent') }
+  override set (): void { throw disabledVerb(this, 'set') }
+  override delete (): void { throw disabledVerb(this, 'delete') }
+  override clear (): void { throw disabledVerb(this, 'clear') }
+  override touch (): void { throw disabledVerb(this, 'touch') }
+  override options (): void { throw disabledVerb(this, 'options') }
+  override isModified (): boolean { return false }
+  override isSaved (): boolean { return false }
+  override regenerate (a?: string[] | Callback, b?: Callback): any { return rejectDisabled(this, 'regenerate', typeof a === 'function' ? a : b) }
+  override destroy (cb?: Callback): any { return rejectDisabled(this, 'destroy', cb) }
+  override save (cb?: Callback): any { return rejectDisabled(this, 'save', cb) }
+  override reload (cb?: Callback): any { return rejectDisabled(this, 'reload', cb) }
+}
+
+/**
+ * Property access to the data, for code written for @fastify/session (`session.user = x`,
+ * `delete session.user`, `'user' in session`, `Object.keys(session)`). Names of the session's own
+ * members (`id`, `get`, `cookie`…) stay members: use `get`/`set` for data keys of those names.
+ */
+const dataAccess: ProxyHandler<Session> = {
+  get (target, prop) {
+    if (typeof prop === 'symbol' || prop in target) {
+      // Getters run on the session itself; methods are called on the Proxy and reach their
+      // private state through this trap, which costs less than binding them per access.
+      return (target as any)[prop]
+    }
+    return target.get(prop as SessionKey)
+  },
+  set (target, prop, value) {
+    if (typeof prop === 'symbol' || prop in target) {
+      (target as any)[prop] = value
+      return true
+    }
+    target.set(prop as SessionKey, value)
+    return true
+  },
+  deleteProperty (target, prop) {
+    if (typeof prop === 'symbol' || prop in target) return false
+    target.delete(prop as SessionKey)
+    return true
+  },
+  has (target, prop) {
+    return prop in target || (typeof prop === 'string' && target.has(prop as SessionKey))
+  },
+  ownKeys (target) {
+    return Object.keys(target[kData])
+  },
+  getOwnPropertyDescriptor (target, prop) {
+    if (typeof prop !== 'string' || !Object.hasOwn(target[kData], prop)) return undefined
+    return { value: target.get(prop as SessionKey), writable: true, enumerable: true, configurable: true }
+  },
+  defineProperty (target, prop, descriptor) {
+    if (typeof prop === 'symbol' || !('value' in descriptor)) return false
+    target.set(prop as SessionKey, descriptor.value)
+    return true
+  }
+}
+
+/** The object `request.session` gives out. */
+export function exposeSession (session: Session): Session {
+  return session[kProxy] ??= new Proxy(session, dataAccess)
 }

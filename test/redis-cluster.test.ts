@@ -4,19 +4,33 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { randomUUID } from 'node:crypto'
 import { createCluster, type RedisClientType } from 'redis'
 import { RedisStore } from '../lib/stores/redis.js'
+import { storeContract } from './contract.js'
 import { freePort } from './helpers/ports.js'
 import { startClusterWithClients, type ClusterWithClients } from './helpers/redis-cluster.js'
 
 type NodeClient = RedisClientType
 
+const redisCluster: ClusterWithClients = await startClusterWithClients()
+after(async () => { await redisCluster.close() })
+
+// The contract's keys land on all three masters; compareAndSet's script is routed by its one key.
+storeContract('redis cluster (3 masters)', {
+  async create () {
+    const store = new RedisStore({ client: createCluster({ rootNodes: redisCluster.servers.urls.map((url) => ({ url })) }) })
+    await store.ready()
+    return store
+  },
+  async destroy (store) {
+    await store.close?.()
+  }
+})
+
 describe('RedisStore on a 3-master Redis Cluster', () => {
-  let redisCluster: ClusterWithClients
   let store: RedisStore
   /** One key per master: `session:<random>` keys hashed into each master's slots. */
   let keys: Map<number, string>
 
   before(async () => {
-    redisCluster = await startClusterWithClients()
     keys = await keysOnEveryMaster(redisCluster.nodes.values().next().value as NodeClient, redisCluster.servers.ports)
     store = new RedisStore({ client: redisCluster.cluster })
     await store.ready()
@@ -24,7 +38,6 @@ describe('RedisStore on a 3-master Redis Cluster', () => {
 
   after(async () => {
     await store?.close()
-    await redisCluster?.close()
   })
 
   it('the cluster client was connected by ready()', () => {
@@ -66,6 +79,27 @@ describe('RedisStore on a 3-master Redis Cluster', () => {
       assert.equal(await store.get(key), undefined)
       assert.equal(await redisCluster.nodes.get(port)?.exists(key), 0)
       assert.equal(await store.get(touched.get(port) as string), 'kept')
+    }
+  })
+
+  it('compareAndSet runs on the master of each key, which loads the script on first use', async () => {
+    for (const [port, key] of keys) {
+      assert.equal(await store.compareAndSet(key, undefined, `v1 on ${port}`, 60), true)
+      assert.equal(await redisCluster.holder(key), port)
+      assert.equal(await store.compareAndSet(key, 'stale', 'lost', 60), false)
+      assert.equal(await store.compareAndSet(key, `v1 on ${port}`, undefined, 60), true)
+      assert.equal(await redisCluster.holder(key), undefined)
+    }
+  })
+
+  it('a hash under a session key is a corrupt record on every master, and compareAndSet leaves it', async () => {
+    for (const [port, key] of keys) {
+      const node = redisCluster.nodes.get(port) as NodeClient
+      await node.hSet(key, 'role', 'admin')
+      await assert.rejects(store.get(key), { code: 'FST_QUART_SESSION_CORRUPT_RECORD' })
+      assert.equal(await store.compareAndSet(key, undefined, 'mine', 60), false)
+      assert.equal(await node.type(key), 'hash')
+      await node.del(key)
     }
   })
 

@@ -103,6 +103,65 @@ describe('RedisStore against redis-server', () => {
     })
   })
 
+  describe('compareAndSet', () => {
+    it('is one EVALSHA once the script is known, and loads it with EVAL after a NOSCRIPT', async () => {
+      await plain.scriptFlush()
+      const k = key('cas-count')
+      await resetCommandStats(server.port)
+      assert.equal(await store.compareAndSet(k, undefined, 'v1', 60), true)
+      // The first call after a flush finds no script: one failed EVALSHA, one EVAL that caches it.
+      assert.deepEqual(await commandCounts(server.port), { evalsha: 1, eval: 1, get: 1, set: 1 })
+      await resetCommandStats(server.port)
+      assert.equal(await store.compareAndSet(k, 'v1', 'v2', 60), true)
+      assert.deepEqual(await commandCounts(server.port), { evalsha: 1, get: 1, set: 1 })
+      assert.equal(await plain.get(k), 'v2')
+    })
+
+    it('writes the TTL with the value, and TTL 0 means no expiry', async () => {
+      const k = key('cas-ttl')
+      assert.equal(await store.compareAndSet(k, undefined, 'v1', 3600), true)
+      const ttl = await plain.ttl(k)
+      assert.ok(ttl >= 3599 && ttl <= 3600, `TTL ${ttl}`)
+      assert.equal(await store.compareAndSet(k, 'v1', 'v2', 0), true)
+      assert.equal(await plain.ttl(k), -1)
+      await plain.del(k)
+    })
+
+    it('with value undefined deletes the key', async () => {
+      const k = key('cas-del')
+      await plain.set(k, 'loaded')
+      assert.equal(await store.compareAndSet(k, 'loaded', undefined, 60), true)
+      assert.equal(await plain.exists(k), 0)
+      // Deleting what is already gone, expecting "absent": nothing to compare against, true.
+      assert.equal(await store.compareAndSet(k, undefined, undefined, 60), true)
+    })
+  })
+
+  describe('a key of another Redis type under a session key', () => {
+    it('get rejects with FST_QUART_SESSION_CORRUPT_RECORD naming the type, not a 503', async () => {
+      const k = key('hash')
+      await plain.hSet(k, 'role', 'admin')
+      await assert.rejects(store.get(k), (error: Error & { code?: string, statusCode?: number }) => {
+        assert.equal(error.code, 'FST_QUART_SESSION_CORRUPT_RECORD')
+        assert.match(error.message, /holds a Redis hash, not a string/)
+        assert.ok(error.cause instanceof Error && /WRONGTYPE/.test(error.cause.message), 'the WRONGTYPE reply is the cause')
+        return true
+      })
+      const list = key('list')
+      await plain.rPush(list, 'x')
+      await assert.rejects(store.get(list), /holds a Redis list, not a string/)
+    })
+
+    it('compareAndSet resolves false and leaves the key alone, whatever it expected', async () => {
+      const k = key('hash-cas')
+      await plain.hSet(k, 'role', 'admin')
+      assert.equal(await store.compareAndSet(k, undefined, 'mine', 60), false)
+      assert.equal(await store.compareAndSet(k, 'anything', 'mine', 60), false)
+      assert.equal(await store.compareAndSet(k, 'anything', undefined, 60), false)
+      assert.deepEqual({ ...await plain.hGetAll(k) }, { role: 'admin' })
+    })
+  })
+
   describe('a client the user supplies', () => {
     it('is used and not closed by close()', async () => {
       const client = createClient({ url: server.url })
@@ -183,6 +242,26 @@ describe('RedisStore against redis-server', () => {
       assert.throws(() => new RedisStore({ client: {} as never }), { code: 'FST_QUART_SESSION_INVALID_OPTION' })
       for (const timeout of [0, -1, Number.NaN, Infinity]) {
         assert.throws(() => new RedisStore({ uri: server.url, timeout }), { code: 'FST_QUART_SESSION_INVALID_OPTION' })
+      }
+    })
+
+    it('sentinel with uri or client, bad sentinel nodes, or a cache on a supplied client are invalid options', () => {
+      const client = createClient({ url: server.url })
+      const sentinel = { name: 'mymaster', nodes: ['127.0.0.1:26379'] }
+      const invalid = { code: 'FST_QUART_SESSION_INVALID_OPTION' }
+      assert.throws(() => new RedisStore({ uri: server.url, sentinel }), invalid)
+      assert.throws(() => new RedisStore({ client, sentinel }), invalid)
+      for (const nodes of [[], ['127.0.0.1'], ['127.0.0.1:0'], ['127.0.0.1:port'], [':26379']]) {
+        assert.throws(() => new RedisStore({ sentinel: { name: 'mymaster', nodes } }), invalid)
+      }
+      assert.throws(() => new RedisStore({ sentinel: { name: '', nodes: ['127.0.0.1:26379'] } }), invalid)
+      assert.throws(() => new RedisStore({ client, clientSideCache: {} }), (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'FST_QUART_SESSION_INVALID_OPTION')
+        assert.match(error.message, /clientSideCache/)
+        return true
+      })
+      for (const clientSideCache of [{ maxEntries: 0 }, { maxEntries: 1.5 }, { ttl: -1 }]) {
+        assert.throws(() => new RedisStore({ uri: server.url, clientSideCache }), invalid)
       }
     })
   })

@@ -93,7 +93,7 @@ describe('static files never touch the session', () => {
     assert.equal(response.statusCode, 200)
     assert.equal(response.body, 'body { color: teal }')
     assert.equal(setCookieCount(response), 0)
-    assert.equal(store.count('set'), 0)
+    assert.equal(store.count('cas'), 0)
     await app.close()
   })
 

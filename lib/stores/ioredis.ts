@@ -1,9 +1,298 @@
-// Placeholder until the ioredis adapter lands (issue 10).
+import { createHash } from 'node:crypto'
 import type { SessionStore } from '../store.js'
-export interface IoredisStoreOptions { client: object, timeout?: number }
+import {
+  FST_QUART_SESSION_BACKEND,
+  FST_QUART_SESSION_CONNECT,
+  FST_QUART_SESSION_CORRUPT_RECORD,
+  FST_QUART_SESSION_INVALID_OPTION,
+  FST_QUART_SESSION_TIMEOUT
+} from '../errors.js'
+
+type ErrorListener = (error: Error) => void
+type Listener = (...args: unknown[]) => void
+
+/**
+ * What the adapter needs from an ioredis client: the few methods it calls. An ioredis `Redis`
+ * (standalone or Sentinel) and an ioredis `Cluster` both fit, whatever their options.
+ */
+export interface IoredisLike {
+  /** `'wait'` (lazyConnect, never connected), `'connecting'`, `'ready'`, `'reconnecting'`, `'end'`… */
+  readonly status: string
+  /** Read for error messages only: where a standalone client connects (a cluster has no host). */
+  readonly options?: object
+  connect (): Promise<void>
+  disconnect (): void
+  get (key: string): Promise<string | null>
+  set (key: string, value: string): Promise<unknown>
+  set (key: string, value: string, secondsToken: 'EX', seconds: number): Promise<unknown>
+  del (key: string): Promise<number>
+  expire (key: string, seconds: number): Promise<number>
+  persist (key: string): Promise<number>
+  type (key: string): Promise<string>
+  evalsha (sha: string, numberOfKeys: number, ...keysAndArgs: string[]): Promise<unknown>
+  eval (script: string, numberOfKeys: number, ...keysAndArgs: string[]): Promise<unknown>
+  on (event: 'error', listener: ErrorListener): unknown
+  on (event: 'ready' | 'end', listener: Listener): unknown
+  off (event: 'error', listener: ErrorListener): unknown
+  off (event: 'ready' | 'end', listener: Listener): unknown
+}
+
+export interface IoredisStoreOptions {
+  /** An ioredis `Redis` or `Cluster` built by the caller (e.g. `fastify.redis`); never closed by the store. */
+  client: IoredisLike
+  /** Seconds one operation (and the boot connection) may take before it fails. Default 2. */
+  timeout?: number
+}
+
+/**
+ * Compare-and-set in one round trip. KEYS[1] the key; ARGV: has-expected ('1'/'0'), expected,
+ * has-value ('1'/'0'), value, TTL in seconds (0: no expiry). Flags rather than sentinel values,
+ * so any string, the empty one included, can be expected or written. Returns 1 when written.
+ */
+const COMPARE_AND_SET = `
+local current = redis.pcall('GET', KEYS[1])
+if type(current) == 'table' and current.err then return 0 end
+if ARGV[1] == '1' then
+  if current ~= ARGV[2] then return 0 end
+elseif current then
+  return 0
+end
+if ARGV[3] == '1' then
+  local ttl = tonumber(ARGV[5])
+  if ttl > 0 then
+    redis.call('SET', KEYS[1], ARGV[4], 'EX', ttl)
+  else
+    redis.call('SET', KEYS[1], ARGV[4])
+  end
+else
+  redis.call('DEL', KEYS[1])
+end
+return 1
+`
+const COMPARE_AND_SET_SHA = createHash('sha1').update(COMPARE_AND_SET).digest('hex')
+
+// Any 'error' is also surfaced to the caller of the failing operation; this listener exists so an
+// emitter without one does not crash the process (ioredis' Cluster emits 'error' unguarded).
+const ignoreError: ErrorListener = () => {}
+
+/**
+ * Sessions in Redis through an ioredis client the user built: `GET`, `SET key value EX ttl`, `DEL`,
+ * `EXPIRE`/`PERSIST`, and one `EVALSHA` per compare-and-set. Keys arrive already prefixed by the
+ * core (an ioredis `keyPrefix` is added on top, by ioredis, to every command and script alike).
+ */
 export class IoredisStore implements SessionStore {
-  constructor (_options: IoredisStoreOptions) { throw new Error('ioredis store: not implemented yet') }
-  async get (): Promise<string | undefined> { return undefined }
-  async set (): Promise<void> {}
-  async delete (): Promise<void> {}
+  readonly timeout: number
+  readonly #client: IoredisLike
+  readonly #timeoutMs: number
+  #listening = false
+
+  constructor (options: IoredisStoreOptions) {
+    const { client } = options ?? {}
+    const timeout = options?.timeout ?? 2
+    if (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout <= 0) {
+      throw new FST_QUART_SESSION_INVALID_OPTION('timeout', 'must be a positive number of seconds')
+    }
+    if (!isIoredisLike(client)) {
+      throw new FST_QUART_SESSION_INVALID_OPTION('client', 'must be an ioredis client (new Redis()) or cluster (new Redis.Cluster())')
+    }
+    this.timeout = timeout
+    this.#timeoutMs = Math.ceil(timeout * 1000)
+    this.#client = client
+  }
+
+  /**
+   * Makes sure the client is connected before the app starts, so an unreachable Redis fails the
+   * boot. A `lazyConnect` client is connected here; if that fails it is disconnected again, so
+   * nothing keeps retrying in the background of an app that did not start. A client that was
+   * already connecting on its own is waited for, and left to its owner if it does not make it.
+   */
+  async ready (): Promise<void> {
+    const client = this.#client
+    if (!this.#listening) {
+      client.on('error', ignoreError)
+      this.#listening = true
+    }
+    if (client.status === 'ready') return
+    if (client.status === 'end' || client.status === 'close') {
+      throw new FST_QUART_SESSION_CONNECT(this.#where(), `the client is closed (status "${client.status}")`)
+    }
+
+    const connecting = client.status === 'wait'
+    let timer: NodeJS.Timeout | undefined
+    let onError: ErrorListener | undefined
+    let onReady: Listener | undefined
+    try {
+      // ioredis retries a refused connection forever; the first error or the timeout ends the wait.
+      await new Promise<void>((resolve, reject) => {
+        onError = reject
+        onReady = () => resolve()
+        client.on('error', onError)
+        client.on('ready', onReady)
+        timer = setTimeout(() => reject(new Error(`no connection within ${this.timeout} s`)), this.#timeoutMs)
+        if (connecting) client.connect().then(() => resolve(), reject)
+      })
+    } catch (error) {
+      if (connecting) await this.#disconnect()
+      throw withCause(new FST_QUART_SESSION_CONNECT(this.#where(), messageOf(error)), error)
+    } finally {
+      clearTimeout(timer)
+      if (onError !== undefined) client.off('error', onError)
+      if (onReady !== undefined) client.off('ready', onReady)
+    }
+  }
+
+  /** Stops a client ready() started, and waits (bounded) until it has stopped reconnecting too. */
+  async #disconnect (): Promise<void> {
+    const client = this.#client
+    let timer: NodeJS.Timeout | undefined
+    let onEnd: Listener | undefined
+    await new Promise<void>((resolve) => {
+      onEnd = () => resolve()
+      client.on('end', onEnd)
+      timer = setTimeout(resolve, this.#timeoutMs)
+      client.disconnect()
+      if (client.status === 'end') resolve()
+    })
+    clearTimeout(timer)
+    if (onEnd !== undefined) client.off('end', onEnd)
+  }
+
+  async get (key: string): Promise<string | undefined> {
+    const value = await this.#run('GET', async () => {
+      try {
+        return await this.#client.get(key)
+      } catch (error) {
+        if (!isWrongType(error)) throw error
+        // Only on this path: a second command, to say what the key holds instead.
+        const type = await this.#client.type(key)
+        throw withCause(new FST_QUART_SESSION_CORRUPT_RECORD(`the key holds a Redis ${type}, not a string`), error)
+      }
+    })
+    return value ?? undefined
+  }
+
+  async set (key: string, value: string, ttlSeconds: number): Promise<void> {
+    await this.#run('SET', () => ttlSeconds > 0
+      ? this.#client.set(key, value, 'EX', ttlSeconds)
+      : this.#client.set(key, value))
+  }
+
+  async delete (key: string): Promise<void> {
+    await this.#run('DEL', () => this.#client.del(key))
+  }
+
+  /** `EXPIRE`; TTL 0 means no expiry, as in `set`, which is `PERSIST` in Redis. */
+  async touch (key: string, ttlSeconds: number): Promise<void> {
+    await this.#run(ttlSeconds > 0 ? 'EXPIRE' : 'PERSIST', () => ttlSeconds > 0
+      ? this.#client.expire(key, ttlSeconds)
+      : this.#client.persist(key))
+  }
+
+  /**
+   * One `EVALSHA`; the script is sent whole (`EVAL`) only when the server does not know it yet
+   * (first use, or after a restart). A key of another Redis type never matches: false.
+   */
+  async compareAndSet (key: string, expected: string | undefined, value: string | undefined, ttlSeconds: number): Promise<boolean> {
+    const args = [
+      key,
+      expected === undefined ? '0' : '1', expected ?? '',
+      value === undefined ? '0' : '1', value ?? '',
+      String(ttlSeconds > 0 ? ttlSeconds : 0)
+    ]
+    const written = await this.#run('EVALSHA', async () => {
+      try {
+        return await this.#client.evalsha(COMPARE_AND_SET_SHA, 1, ...args)
+      } catch (error) {
+        if (!isNoScript(error)) throw error
+        return await this.#client.eval(COMPARE_AND_SET, 1, ...args)
+      }
+    })
+    return written === 1
+  }
+
+  /** The client is the user's: it stays open. Only the store's 'error' listener goes. */
+  async close (): Promise<void> {
+    if (this.#listening) this.#client.off('error', ignoreError)
+    this.#listening = false
+  }
+
+  /** Where errors say the backend is: host and port, never the client's password. */
+  #where (): string {
+    const { host, port } = (this.#client.options ?? {}) as { host?: unknown, port?: unknown }
+    const at = typeof host === 'string' && typeof port === 'number' ? ` (${host}:${port})` : ''
+    return `the ioredis client given as "client"${at}`
+  }
+
+  #run<T> (command: string, send: () => Promise<T>): Promise<T> {
+    // ioredis queues commands while it is disconnected (enableOfflineQueue, on by default) and
+    // sends them after a reconnect: a request would wait out the timeout, and a stale write could
+    // land long after its request failed. Offline, fail at once instead. 'wait' is a lazyConnect
+    // client used before ready(): ioredis connects it on this first command.
+    const status = this.#client.status
+    if (status !== 'ready' && status !== 'wait') {
+      const error = new Error(`the ioredis client is not connected (status "${status}")`)
+      return Promise.reject(withCause(new FST_QUART_SESSION_BACKEND(`Redis ${command}`), error))
+    }
+    return new Promise<T>((resolve, reject) => {
+      // The reply wait is bounded here, whatever the client's own commandTimeout: a Redis that
+      // accepts the connection but does not answer would otherwise hang the request.
+      const timer = setTimeout(() => reject(new FST_QUART_SESSION_TIMEOUT(`Redis ${command}`, this.timeout)), this.#timeoutMs)
+      let pending: Promise<T>
+      try {
+        pending = send()
+      } catch (error) {
+        pending = Promise.reject(error)
+      }
+      pending.then((value) => {
+        clearTimeout(timer)
+        resolve(value)
+      }, (error: unknown) => {
+        clearTimeout(timer)
+        if (error instanceof FST_QUART_SESSION_CORRUPT_RECORD) reject(error)
+        else if (isTimeout(error)) reject(withCause(new FST_QUART_SESSION_TIMEOUT(`Redis ${command}`, this.timeout), error))
+        else reject(withCause(new FST_QUART_SESSION_BACKEND(`Redis ${command}`), error))
+      })
+    })
+  }
+}
+
+function isIoredisLike (value: unknown): value is IoredisLike {
+  if (typeof value !== 'object' || value === null) return false
+  const client = value as Record<string, unknown>
+  return typeof client.status === 'string' &&
+    ['connect', 'disconnect', 'get', 'set', 'del', 'expire', 'persist', 'type', 'evalsha', 'eval', 'on', 'off']
+      .every((name) => typeof client[name] === 'function')
+}
+
+// The error constructors are typed by their message arguments only, so the cause is set after.
+function withCause<E extends Error> (error: E, cause: unknown): E {
+  error.cause = cause
+  return error
+}
+
+function replyMessage (error: unknown): string {
+  return error instanceof Error ? error.message : ''
+}
+
+function isWrongType (error: unknown): boolean {
+  return replyMessage(error).startsWith('WRONGTYPE')
+}
+
+function isNoScript (error: unknown): boolean {
+  return replyMessage(error).startsWith('NOSCRIPT')
+}
+
+/** ioredis' own `commandTimeout`, when the user set one shorter than the store's. */
+function isTimeout (error: unknown): boolean {
+  return replyMessage(error) === 'Command timed out'
+}
+
+function messageOf (error: unknown): string {
+  if (error instanceof Error) {
+    // Node reports a refused connection to several addresses as an AggregateError with no message.
+    if (error.message !== '') return error.message
+    if (error instanceof AggregateError && error.errors.length > 0) return messageOf(error.errors[0])
+    return error.name
+  }
+  return String(error)
 }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import { connect } from 'node:net'
+import { createRequire } from 'node:module'
 import Memcached from 'memcached'
 import type { SessionStore } from '../store.js'
 import { isServers } from '../options.js'
@@ -16,7 +17,7 @@ type Callback<T> = (error: unknown, result?: T) => void
 /** What the `memcached` package reports with its 'issue', 'failure' and 'reconnect' events. */
 interface IssueDetails {
   server?: string
-  messages?: string[]
+  messages?: unknown[]
 }
 
 /**
@@ -25,7 +26,13 @@ interface IssueDetails {
  */
 export interface MemcachedLike {
   get (key: string, callback: Callback<unknown>): void
+  /** The value with its CAS token: `{ [key]: value, cas: token }`, or undefined for a miss. */
+  gets (key: string, callback: Callback<unknown>): void
   set (key: string, value: string, lifetime: number, callback: Callback<unknown>): void
+  /** Stores only when the key is free; NOT_STORED comes back as an error with `notStored: true`. */
+  add (key: string, value: string, lifetime: number, callback: Callback<unknown>): void
+  /** Stores only when the item's CAS token is still `cas`: true, or false (EXISTS, NOT_FOUND). */
+  cas (key: string, value: string, cas: string, lifetime: number, callback: Callback<unknown>): void
   del (key: string, callback: Callback<unknown>): void
   touch (key: string, lifetime: number, callback: Callback<unknown>): void
   /** One answer per server that replied; an error when any did not. */
@@ -52,8 +59,9 @@ export interface MemcachedStoreOptions {
    */
   maxValueBytes?: number
   /**
-   * Seconds a server that failed is skipped before the next operation tries it again (clients the
-   * store creates). Default 1.
+   * Seconds between checks of a server that failed (clients the store creates). Meanwhile its
+   * keys go to the next live server of the ring; when no server is left, operations fail at
+   * once. Default 1.
    */
   retry?: number
 }
@@ -67,14 +75,23 @@ const MAX_KEY_BYTES = 250
 // Printable ASCII without the space (memcached's rule) and without `$`: the package puts the key
 // back into the command with String#replace, where `$&`, `$'` and the like are patterns.
 const PLAIN_KEY = /^[\x21-\x23\x25-\x7e]+$/
+// The package answers `gets` with `{ [key]: value, cas: token }`: under these two keys the value
+// would be lost (overwritten by the token, or swallowed by the prototype setter).
+const OBJECT_KEYS = new Set(['cas', '__proto__'])
+/** An expiry in the past: a `cas` with it is a delete that only happens if the token matches. */
+const EXPIRED = -1
+/** CAS tokens of recent reads, so an uncontended compare-and-set is one round trip. */
+const REMEMBERED_ENTRIES = 10_000
+const REMEMBERED_CHARS = 16 * 1024 * 1024
 
 /**
  * The memcached key for `key`: the key itself when memcached and the package take it as is
- * (1–250 bytes of printable ASCII other than `$`), otherwise `sha256:` and the hex SHA-256 of
- * its UTF-8 bytes. Deterministic, so other programs can find a record from its session key.
+ * (1–250 bytes of printable ASCII other than `$`, and neither `cas` nor `__proto__`), otherwise
+ * `sha256:` and the hex SHA-256 of its UTF-8 bytes. Deterministic, so other programs can find a
+ * record from its session key.
  */
 export function memcachedKey (key: string): string {
-  if (key.length <= MAX_KEY_BYTES && PLAIN_KEY.test(key)) return key
+  if (key.length <= MAX_KEY_BYTES && PLAIN_KEY.test(key) && !OBJECT_KEYS.has(key)) return key
   return `sha256:${createHash('sha256').update(key).digest('hex')}`
 }
 
@@ -83,23 +100,75 @@ export function memcachedLifetime (ttlSeconds: number, now = Date.now()): number
   return ttlSeconds > MAX_RELATIVE_EXPIRY ? Math.floor(now / 1000) + ttlSeconds : ttlSeconds
 }
 
+/** The consistent-hashing ring of the `memcached` package (its `hashring` dependency). */
+interface HashRing {
+  get (key: string): string | undefined
+  /** Distinct servers met going round the ring from the key's point: its home first. */
+  range (key: string, size: number, unique: boolean): string[]
+  servers: Array<{ string: string }>
+}
+type HashRingClass = new (servers: MemcachedServers, algorithm: string, options: object) => HashRing
+
+/** `hashring` as the `memcached` package resolves it, so both place every key on the same server. */
+function loadHashRing (): HashRingClass {
+  const require = createRequire(import.meta.url)
+  return createRequire(require.resolve('memcached'))('hashring') as HashRingClass
+}
+
+/** One memcached server and the client that talks to it. */
+interface Server {
+  readonly location: string
+  readonly client: MemcachedLike
+  /** Skipped by routing until a check answers again (only for servers the store manages). */
+  down: boolean
+  check: NodeJS.Timeout | undefined
+}
+
+/** Package options its type declarations lack. */
+interface PoolSettings {
+  failuresTimeout: number
+  minTimeout: number
+  maxTimeout: number
+  factor: number
+}
+
+/** A value read with `gets`: its CAS token, and the server that gave it (tokens are per server). */
+interface Read {
+  value: string
+  cas: string
+  server: Server
+}
+
 /**
- * Sessions in memcached through the `memcached` package: `get`, `set` with the expiry, `delete`,
- * `touch`, one command each. Keys arrive already prefixed by the core; see `memcachedKey` for the
- * ones memcached cannot take as they are.
+ * Sessions in memcached through the `memcached` package: `get` (as `gets`), `set` with the
+ * expiry, `delete`, `touch`, and `compareAndSet` with `add`/`cas`. Keys arrive already prefixed by
+ * the core; see `memcachedKey` for the ones memcached cannot take as they are.
+ *
+ * With `servers`, the store keeps one client per server and places keys itself, on the same
+ * consistent-hashing ring as the package: a server that fails is skipped (its keys go to the next
+ * live server of the ring) and checked every `retry` seconds until it answers again.
  */
 export class MemcachedStore implements SessionStore {
   readonly timeout: number
   readonly maxValueBytes: number
-  readonly #client: MemcachedLike
-  readonly #owned: Memcached | undefined
+  readonly #servers: Map<string, Server>
+  /** Undefined with one server (or a client of the user's, which places keys itself). */
+  readonly #ring: HashRing | undefined
+  /** Clients the store created: it ends them, and fails their servers over. */
+  readonly #owned: boolean
   readonly #where: string
   readonly #timeoutMs: number
-  /** The last problem the client reported per server, to say why a server is "not available". */
+  readonly #retryMs: number
+  #closed = false
+  readonly #remembered = new Map<string, Read>()
+  #rememberedChars = 0
+  /** The last problem a client reported per server, to say why a server is "not available". */
   readonly #issues = new Map<string, string>()
   readonly #onIssue = (details: IssueDetails): void => {
-    const message = details?.messages?.at(-1)?.replace(/^Error: /, '')
-    if (typeof details?.server === 'string' && typeof message === 'string') this.#issues.set(details.server, message)
+    const last = details?.messages?.at(-1)
+    if (typeof details?.server === 'string' && last !== undefined) {
+      this.#issues.set(details.server, messageOf(last).replace(/^Error: /, ''))
+    }
   }
 
   readonly #onReconnect = (details: IssueDetails): void => {
@@ -110,7 +179,7 @@ export class MemcachedStore implements SessionStore {
     const { servers, client } = options
     this.timeout = seconds(options.timeout, 2, 'timeout')
     this.#timeoutMs = Math.ceil(this.timeout * 1000)
-    const retryMs = Math.ceil(seconds(options.retry, 1, 'retry') * 1000)
+    this.#retryMs = Math.ceil(seconds(options.retry, 1, 'retry') * 1000)
     const maxValueBytes = options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES
     if (!Number.isSafeInteger(maxValueBytes) || maxValueBytes < 1) {
       throw new FST_QUART_SESSION_INVALID_OPTION('maxValueBytes', 'must be a whole number of bytes above 0')
@@ -122,81 +191,97 @@ export class MemcachedStore implements SessionStore {
         throw new FST_QUART_SESSION_INVALID_OPTION('client', 'give either "servers" or "client", not both')
       }
       if (!isMemcachedLike(client)) {
-        throw new FST_QUART_SESSION_INVALID_OPTION('client', 'must be an instance of the memcached package (get, set, del, touch, version)')
+        throw new FST_QUART_SESSION_INVALID_OPTION('client', `must be an instance of the memcached package (${CLIENT_METHODS.join(', ')})`)
       }
-      this.#client = client
-      this.#owned = undefined
+      this.#owned = false
       this.#where = Array.isArray(client.servers) && client.servers.length > 0
         ? client.servers.join(', ')
         : 'the memcached client given as "client"'
+      this.#servers = new Map([[this.#where, { location: this.#where, client, down: false, check: undefined }]])
+      this.#ring = undefined
     } else {
       const location = servers ?? DEFAULT_MEMCACHED_SERVERS
       if (!isServers(location)) {
         throw new FST_QUART_SESSION_INVALID_OPTION('servers', "must be 'host:port', an array of them, or an object of { 'host:port': weight }")
       }
-      // failuresTimeout is a package option its type declarations lack.
-      const settings: Memcached.options & { failuresTimeout: number } = {
-        // The pool's own retries back off 1 s, 3 s, 9 s… before a command hears of a refused connect.
-        retries: 0,
-        timeout: this.#timeoutMs,
-        retry: retryMs,
-        // Never "dead": a dead server waits `reconnect` for the package's `ping` check (see
-        // withoutPing). Instead a failed server is skipped for `retry`, then the next command
-        // is the check, for as long as the outage lasts.
-        failures: Number.MAX_SAFE_INTEGER,
-        // Its timer (default 5 minutes) would keep the process of a closed app alive.
-        failuresTimeout: retryMs,
-        reconnect: retryMs,
-        // `remove` takes a dead server out of the hash ring for good: it would never come back.
-        remove: false,
-        maxValue: maxValueBytes
-      }
-      this.#owned = new Memcached(location, settings)
-      this.#client = this.#owned
-      this.#where = typeof location === 'string'
-        ? location
-        : (Array.isArray(location) ? location : Object.keys(location)).join(', ')
+      // The package's own ring, built as the package builds it: keys land where they did before.
+      const ring = new (loadHashRing())(location, 'md5', { compatibility: 'ketama', 'default port': 11211 })
+      const settings = this.#clientSettings()
+      this.#owned = true
+      this.#servers = new Map(ring.servers.map(({ string }) => [string, {
+        location: string,
+        client: new Memcached(string, settings) as unknown as MemcachedLike,
+        down: false,
+        check: undefined
+      }]))
+      this.#ring = this.#servers.size > 1 ? ring : undefined
+      this.#where = [...this.#servers.keys()].join(', ')
     }
-    withoutPing(this.#client, this.#timeoutMs)
-    this.#client.on?.('issue', this.#onIssue)
-    this.#client.on?.('failure', this.#onIssue)
-    this.#client.on?.('reconnect', this.#onReconnect)
+    for (const { client } of this.#servers.values()) {
+      withoutPing(client, this.#timeoutMs)
+      client.on?.('issue', this.#onIssue)
+      client.on?.('failure', this.#onIssue)
+      client.on?.('reconnect', this.#onReconnect)
+    }
   }
 
-  /** Asks every server for its version; fails the boot when none answers. */
-  async ready (): Promise<void> {
-    try {
-      await this.#call<unknown[] | undefined>('version', (done) => {
-        // The package calls back with the last error when any server failed, and the answers of
-        // the others: one answer is enough to run.
-        this.#client.version((error, answers) => {
-          if (Array.isArray(answers) && answers.length > 0) done(undefined, answers)
-          else done(error ?? new Error('no server answered'))
-        })
-      })
-    } catch (error) {
-      const reason = (error as { code?: unknown }).code === 'FST_QUART_SESSION_TIMEOUT'
-        ? `no answer within ${this.timeout} s`
-        : messageOf((error as Error).cause ?? error)
-      throw withCause(new FST_QUART_SESSION_CONNECT(this.#where, reason), error)
+  /** Settings of each one-server client the store creates. */
+  #clientSettings (): Memcached.options & PoolSettings {
+    return {
+      // Connections are made on demand and closed after `idle`: a burst of requests on a cold
+      // pool asks for more than `poolSize` at once, and the pool refuses the rest unless it may
+      // try again a few milliseconds later. This also bounds how soon a refused connect is heard.
+      retries: 2,
+      minTimeout: 10,
+      maxTimeout: 50,
+      factor: 2,
+      timeout: this.#timeoutMs,
+      // The store decides when a server is skipped (and checks it every `retry`): the package
+      // should not skip it on its own as well.
+      retry: 0,
+      // Never "dead": a dead server waits `reconnect` for the package's `ping` check (see
+      // withoutPing), and `remove` would take it out of the ring for good.
+      failures: Number.MAX_SAFE_INTEGER,
+      // Its timer (default 5 minutes) would keep the process of a closed app alive.
+      failuresTimeout: this.#retryMs,
+      reconnect: this.#retryMs,
+      remove: false,
+      maxValue: this.maxValueBytes
     }
+  }
+
+  /**
+   * Asks every server for its version; fails the boot when none answers. In a pool, servers that
+   * do not answer start as failed (checked every `retry`), so no request waits for them.
+   */
+  async ready (): Promise<void> {
+    const servers = [...this.#servers.values()]
+    const answers = await Promise.allSettled(servers.map(async (server) => await this.#version(server)))
+    const failure = answers.find((answer): answer is PromiseRejectedResult => answer.status === 'rejected')
+    if (failure === undefined) return
+    if (answers.some(({ status }) => status === 'fulfilled')) {
+      answers.forEach(({ status }, i) => { if (status === 'rejected') this.#markDown(servers[i]) })
+      return
+    }
+    const error: unknown = failure.reason
+    const reason = (error as { code?: unknown }).code === 'FST_QUART_SESSION_TIMEOUT'
+      ? `no answer within ${this.timeout} s`
+      : messageOf((error as Error).cause ?? error)
+    throw withCause(new FST_QUART_SESSION_CONNECT(this.#where, reason), error)
   }
 
   async get (key: string): Promise<string | undefined> {
-    const value = await this.#call<unknown>('get', (done) => this.#client.get(memcachedKey(key), done))
-    if (value === undefined || typeof value === 'string') return value
-    // A SERVER_ERROR reply comes back as `false`; an item another client stored with flags
-    // (JSON, number, binary) as something else. Neither is a miss.
-    throw withCause(new FST_QUART_SESSION_BACKEND('memcached get'), new Error(`unexpected reply ${typeof value === 'boolean' ? String(value) : typeof value} instead of a string value`))
+    const mkey = memcachedKey(key)
+    const read = await this.#onServer('get', mkey, async (server) => await this.#gets(server, mkey))
+    return read?.value
   }
 
   async set (key: string, value: string, ttlSeconds: number): Promise<void> {
-    const size = sentBytes(value)
-    // memcached answers an item over its limit with SERVER_ERROR, which the package reports as
-    // success `false` and as a fault of the whole server (skipped for `retry`): refuse it here.
-    if (size > this.maxValueBytes) throw new FST_QUART_SESSION_VALUE_TOO_LARGE(size, this.maxValueBytes)
-    const stored = await this.#call<unknown>('set', (done) =>
-      this.#client.set(memcachedKey(key), value, memcachedLifetime(ttlSeconds), done))
+    const size = this.#checkSize(value)
+    const mkey = memcachedKey(key)
+    this.#forget(mkey)
+    const stored = await this.#onServer('set', mkey, async (server) => await this.#call<unknown>('set', (done) =>
+      server.client.set(mkey, value, memcachedLifetime(ttlSeconds), done)))
     if (stored !== true) {
       throw withCause(new FST_QUART_SESSION_BACKEND('memcached set'), new Error(`the server did not store the item of ${size} bytes; is its item size limit (memcached -I) below 1 MiB?`))
     }
@@ -204,21 +289,190 @@ export class MemcachedStore implements SessionStore {
 
   /** `delete`; memcached's NOT_FOUND is not an error. */
   async delete (key: string): Promise<void> {
-    await this.#call<unknown>('delete', (done) => this.#client.del(memcachedKey(key), done))
+    const mkey = memcachedKey(key)
+    this.#forget(mkey)
+    await this.#onServer('delete', mkey, async (server) => await this.#call<unknown>('delete', (done) => server.client.del(mkey, done)))
   }
 
-  /** memcached's `touch` command; NOT_FOUND (a missing key) is not an error. */
+  /** memcached's `touch` command; NOT_FOUND (a missing key) is not an error. It keeps the CAS token. */
   async touch (key: string, ttlSeconds: number): Promise<void> {
-    await this.#call<unknown>('touch', (done) =>
-      this.#client.touch(memcachedKey(key), memcachedLifetime(ttlSeconds), done))
+    const mkey = memcachedKey(key)
+    await this.#onServer('touch', mkey, async (server) => await this.#call<unknown>('touch', (done) =>
+      server.client.touch(mkey, memcachedLifetime(ttlSeconds), done)))
   }
 
-  /** Ends the client the store created; a supplied client is left as it is, for its owner. */
+  /**
+   * `add` when `expected` is undefined; otherwise `cas` with the token of the read that returned
+   * `expected` (remembered from `get`: one round trip), or of a fresh `gets` when that token is
+   * unknown or outdated. A delete is a `cas` to an already expired item, so it is atomic too.
+   */
+  async compareAndSet (key: string, expected: string | undefined, value: string | undefined, ttlSeconds: number): Promise<boolean> {
+    if (value !== undefined) this.#checkSize(value)
+    const mkey = memcachedKey(key)
+    return await this.#onServer('compareAndSet', mkey, async (server) =>
+      await this.#compareAndSetOn(server, mkey, expected, value, ttlSeconds))
+  }
+
+  /** Ends the clients the store created; a supplied client is left as it is, for its owner. */
   async close (): Promise<void> {
-    this.#client.removeListener?.('issue', this.#onIssue)
-    this.#client.removeListener?.('failure', this.#onIssue)
-    this.#client.removeListener?.('reconnect', this.#onReconnect)
-    this.#owned?.end()
+    this.#closed = true
+    for (const server of this.#servers.values()) {
+      clearTimeout(server.check)
+      server.client.removeListener?.('issue', this.#onIssue)
+      server.client.removeListener?.('failure', this.#onIssue)
+      server.client.removeListener?.('reconnect', this.#onReconnect)
+      if (this.#owned) (server.client as unknown as Memcached).end()
+    }
+    this.#remembered.clear()
+    this.#rememberedChars = 0
+  }
+
+  async #compareAndSetOn (server: Server, mkey: string, expected: string | undefined, value: string | undefined, ttlSeconds: number): Promise<boolean> {
+    if (expected === undefined) {
+      if (value === undefined) return (await this.#gets(server, mkey)) === undefined
+      return await this.#add(server, mkey, value, memcachedLifetime(ttlSeconds))
+    }
+    const write = value ?? ''
+    const lifetime = value === undefined ? EXPIRED : memcachedLifetime(ttlSeconds)
+    const remembered = this.#remembered.get(mkey)
+    this.#forget(mkey)
+    // A remembered token fails when the item changed since; it may still hold `expected` (another
+    // writer stored the same text), so a refusal is checked against a fresh read.
+    if (remembered?.server === server && remembered.value === expected &&
+      await this.#cas(server, mkey, write, remembered.cas, lifetime)) return true
+    const current = await this.#gets(server, mkey)
+    this.#forget(mkey)
+    if (current === undefined || current.value !== expected) return false
+    return await this.#cas(server, mkey, write, current.cas, lifetime)
+  }
+
+  async #gets (server: Server, mkey: string): Promise<Read | undefined> {
+    const reply = await this.#call<unknown>('get', (done) => server.client.gets(mkey, done))
+    if (reply === undefined) return undefined
+    const read = readOf(reply, server)
+    if (read === undefined) {
+      // A SERVER_ERROR reply comes back as `false`; an item another client stored with flags
+      // (JSON, number, binary) as something else. Neither is a miss.
+      throw withCause(new FST_QUART_SESSION_BACKEND('memcached get'), new Error(`unexpected reply ${describe(reply)} instead of a string value`))
+    }
+    this.#remember(mkey, read)
+    return read
+  }
+
+  async #add (server: Server, mkey: string, value: string, lifetime: number): Promise<boolean> {
+    const stored = await this.#call<unknown>('add', (done) => server.client.add(mkey, value, lifetime, (error, result) => {
+      // NOT_STORED: the key is taken, which is an answer, not a failure.
+      if ((error as { notStored?: unknown } | undefined)?.notStored === true) done(undefined, false)
+      else done(error, result)
+    }))
+    return stored === true
+  }
+
+  async #cas (server: Server, mkey: string, value: string, cas: string, lifetime: number): Promise<boolean> {
+    // STORED is true; EXISTS (changed since the token) and NOT_FOUND (gone) are false.
+    return (await this.#call<unknown>('cas', (done) => server.client.cas(mkey, value, cas, lifetime, done))) === true
+  }
+
+  async #version (server: Server): Promise<void> {
+    await this.#call<unknown[] | undefined>('version', (done) => {
+      // The package calls back with the last error when any server failed, and the answers of
+      // the others: one answer is enough to run.
+      server.client.version((error, answers) => {
+        if (Array.isArray(answers) && answers.length > 0) done(undefined, answers)
+        else done(error ?? new Error('no server answered'))
+      })
+    })
+  }
+
+  /**
+   * Runs `attempt` on the server `mkey` lives on now. When that server turns out to be down (a
+   * connection that fails, or no answer within `timeout`), the store skips it from then on and,
+   * in a pool, runs `attempt` again on the next live server of the ring.
+   */
+  async #onServer<T> (command: string, mkey: string, attempt: (server: Server) => Promise<T>): Promise<T> {
+    let server = this.#route(mkey)
+    if (server === undefined) throw this.#unavailable(command)
+    for (;;) {
+      try {
+        return await attempt(server)
+      } catch (error) {
+        if (!this.#owned || !isOutage(error)) throw error
+        this.#markDown(server)
+        server = this.#route(mkey)
+        if (server === undefined) throw error
+      }
+    }
+  }
+
+  /** The server for `mkey`: its home on the ring, or the next live one; undefined when all are down. */
+  #route (mkey: string): Server | undefined {
+    if (this.#ring === undefined) {
+      const only = this.#servers.values().next().value as Server
+      return only.down ? undefined : only
+    }
+    const home = this.#servers.get(this.#ring.get(mkey) as string) as Server
+    if (!home.down) return home
+    for (const location of this.#ring.range(mkey, this.#servers.size, true)) {
+      const server = this.#servers.get(location) as Server
+      if (!server.down) return server
+    }
+    return undefined
+  }
+
+  #markDown (server: Server): void {
+    if (server.down || this.#closed) return
+    server.down = true
+    // Tokens are per server and start again after a restart: never reuse one across an outage.
+    for (const [mkey, read] of this.#remembered) if (read.server === server) this.#forget(mkey)
+    this.#scheduleCheck(server)
+  }
+
+  #scheduleCheck (server: Server): void {
+    server.check = setTimeout(() => {
+      server.check = undefined
+      this.#version(server).then(() => {
+        if (!this.#closed) server.down = false
+      }, () => {
+        if (!this.#closed) this.#scheduleCheck(server)
+      })
+    }, this.#retryMs)
+    // A check must not keep the process of a closed or idle app alive.
+    server.check.unref()
+  }
+
+  #unavailable (command: string): Error {
+    const down = [...this.#servers.values()].map(({ location }) => {
+      const issue = this.#issues.get(location)
+      return issue === undefined ? location : `${location} (${issue})`
+    })
+    return withCause(new FST_QUART_SESSION_BACKEND(`memcached ${command}`),
+      new Error(`no memcached server available: ${down.join(', ')} failed and ${down.length === 1 ? 'is' : 'are'} checked again every ${this.#retryMs / 1000} s`))
+  }
+
+  #checkSize (value: string): number {
+    const size = sentBytes(value)
+    // memcached answers an item over its limit with SERVER_ERROR, which the package reports as
+    // success `false` and as a fault of the whole server: refuse it here.
+    if (size > this.maxValueBytes) throw new FST_QUART_SESSION_VALUE_TOO_LARGE(size, this.maxValueBytes)
+    return size
+  }
+
+  #remember (mkey: string, read: Read): void {
+    this.#forget(mkey)
+    this.#remembered.set(mkey, read)
+    this.#rememberedChars += read.value.length
+    // Oldest reads go first (a Map iterates in insertion order).
+    for (const oldest of this.#remembered.keys()) {
+      if (this.#remembered.size <= REMEMBERED_ENTRIES && this.#rememberedChars <= REMEMBERED_CHARS) break
+      this.#forget(oldest)
+    }
+  }
+
+  #forget (mkey: string): void {
+    const read = this.#remembered.get(mkey)
+    if (read === undefined) return
+    this.#remembered.delete(mkey)
+    this.#rememberedChars -= read.value.length
   }
 
   #call<T> (command: string, send: (done: Callback<T>) => void): Promise<T> {
@@ -246,6 +500,41 @@ export class MemcachedStore implements SessionStore {
     const issue = skipped === null ? undefined : this.#issues.get(skipped[1])
     return issue === undefined ? message : `${message} (last error: ${issue})`
   }
+}
+
+// What the package reports when a server cannot be reached, as opposed to an answer it did not
+// like (CLIENT_ERROR, an unknown reply) or a pool that is briefly out of connections.
+const CONNECTION_FAILURE = /ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|EHOSTDOWN|ETIMEDOUT|EPIPE|ENOTFOUND|EAI_AGAIN|Timed out while trying to establish connection|Unable to connect|readyState is set to/
+
+/** A failure that means the server is down (or cut off), so its keys should go elsewhere. */
+function isOutage (error: unknown): boolean {
+  const code = (error as { code?: unknown }).code
+  if (code === 'FST_QUART_SESSION_TIMEOUT') return true
+  if (code !== 'FST_QUART_SESSION_BACKEND') return false
+  const message = messageOf((error as Error).cause)
+  const skipped = /^Server at .+ not available(?: \(last error: (.*)\))?$/.exec(message)
+  // The package skipped the server after a failure it saw: down, unless that failure was not one.
+  if (skipped !== null) return skipped[1] === undefined || CONNECTION_FAILURE.test(skipped[1])
+  return CONNECTION_FAILURE.test(message)
+}
+
+/** `{ [key]: value, cas: token }` as the package answers `gets`; undefined for anything else. */
+function readOf (reply: unknown, server: Server): Read | undefined {
+  if (typeof reply !== 'object' || reply === null) return undefined
+  const { cas, ...rest } = reply as Record<string, unknown>
+  // The one other key is the item's (with the client's namespace in front, if it has one).
+  const values = Object.values(rest)
+  if (typeof cas !== 'string' || values.length !== 1 || typeof values[0] !== 'string') return undefined
+  return { value: values[0], cas, server }
+}
+
+function describe (reply: unknown): string {
+  if (typeof reply === 'boolean') return String(reply)
+  if (typeof reply === 'object' && reply !== null) {
+    const value = Object.entries(reply).find(([key]) => key !== 'cas')?.[1]
+    if (value !== undefined) return typeof value
+  }
+  return typeof reply
 }
 
 interface IssueLog {
@@ -311,7 +600,8 @@ function reconnectByConnecting (timeoutMs: number): () => void {
       socket.destroy()
       if (error !== undefined) {
         this.messages.push(error.message)
-        setTimeout(() => this.attemptReconnect(), this.reconnect)
+        // Unref'd: the client of a closed app may still be checking a server that is down.
+        setTimeout(() => this.attemptReconnect(), this.reconnect).unref()
         return
       }
       // What lib/connection.js does after a successful ping.
@@ -343,10 +633,12 @@ function sentBytes (value: string): number {
   return size
 }
 
+const CLIENT_METHODS = ['get', 'gets', 'set', 'add', 'cas', 'del', 'touch', 'version']
+
 function isMemcachedLike (value: unknown): value is MemcachedLike {
   if (typeof value !== 'object' || value === null) return false
   const client = value as Record<string, unknown>
-  return ['get', 'set', 'del', 'touch', 'version'].every((name) => typeof client[name] === 'function')
+  return CLIENT_METHODS.every((name) => typeof client[name] === 'function')
 }
 
 // The error constructors are typed by their message arguments only, so the cause is set after.
