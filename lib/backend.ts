@@ -13,8 +13,17 @@ import {
   kId, kNew, kPermanent, kPin, kSigned, kText, kTouch, kTouched
 } from './symbols.js'
 
-/** How often a save re-reads and merges when other requests keep winning the compare-and-set. */
-const MAX_ATTEMPTS = 16
+/**
+ * A save that keeps losing the compare-and-set to other requests re-reads, merges and tries again
+ * after a short random pause (so racing writers spread out instead of colliding in lockstep),
+ * for at most this long; then the request fails with FST_QUART_SESSION_CONFLICT rather than hang.
+ */
+const RETRY_FOR_MS = 5000
+const MAX_PAUSE_MS = 20
+const pause = async (attempt: number): Promise<void> => {
+  const ms = Math.random() * Math.min(MAX_PAUSE_MS, 2 ** attempt)
+  await new Promise((resolve) => setTimeout(resolve, ms))
+}
 
 export const nowSeconds = (): number => Math.floor(Date.now() / 1000)
 
@@ -186,6 +195,7 @@ export class Backend {
     let expected = session[kText]
     // Keys whose handed-out objects were mutated: worked out on the first conflict only.
     let mutated: string[] | undefined
+    let deadline = 0
     for (let attempt = 1; ; attempt++) {
       const empty = isEmpty(session[kData])
       if (empty && expected === undefined) {
@@ -206,7 +216,9 @@ export class Backend {
         this.#settled(session, text, now)
         return
       }
-      if (attempt === MAX_ATTEMPTS) throw new FST_QUART_SESSION_CONFLICT(attempt)
+      if (attempt === 1) deadline = Date.now() + RETRY_FOR_MS
+      else if (Date.now() > deadline) throw new FST_QUART_SESSION_CONFLICT(attempt)
+      else await pause(attempt)
       let latest: string | undefined
       try {
         latest = await store.get(key)
