@@ -21,6 +21,9 @@ const skip = missingBrowser && process.env.CI === undefined
   ? `${CHROMIUM} is missing (apt-get install chromium); .ci/run installs it and CI never skips this test`
   : false
 
+// Just what the page scripts below use (the tests compile without the DOM library).
+interface Window { getComputedStyle: (element: unknown) => { backgroundColor: string } }
+
 interface Demo { url: string, child: ChildProcess, output: () => string, stop: () => Promise<void> }
 const demos = new Set<ChildProcess>()
 process.once('exit', () => { for (const child of demos) child.kill('SIGKILL') })
@@ -159,7 +162,7 @@ describe('demo app in a real browser', { skip }, () => {
         assert.equal(cookie.httpOnly, true)
         assert.equal(cookie.sameSite, 'Lax')
         assert.equal(cookie.path, '/')
-        const visible = await page.evaluate(() => document.cookie)
+        const visible = await page.evaluate<string>('document.cookie')
         assert.doesNotMatch(visible, /session=/, 'the session cookie is invisible to scripts')
 
         assert.ok(css.length > 0, 'the page loaded its stylesheet')
@@ -167,7 +170,7 @@ describe('demo app in a real browser', { skip }, () => {
           assert.equal(response.status() === 200 || response.status() === 304, true)
           assert.equal((await response.allHeaders())['set-cookie'], undefined, 'no Set-Cookie on the stylesheet')
         }
-        const buttonColor = await page.locator('form[action="/cart"] button').evaluate((el) => getComputedStyle(el).backgroundColor)
+        const buttonColor = await page.locator('form[action="/cart"] button').evaluate((el) => (globalThis as unknown as Window).getComputedStyle(el).backgroundColor)
         assert.equal(buttonColor, 'rgb(15, 110, 90)', 'the stylesheet applied')
 
         if (backend.screenshot === true) await page.screenshot({ path: SCREENSHOT, fullPage: true })
