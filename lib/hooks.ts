@@ -133,7 +133,11 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend, sign
       }
     }
     if (record === undefined) {
-      request[kSession] = fresh(address)
+      // The cookie names a session that is gone (expired, destroyed, unreadable): expire it too,
+      // unless this request stores a new session, whose cookie then replaces it.
+      const session = fresh(address)
+      session[kClearCookie] = true
+      request[kSession] = session
       return
     }
     const now = nowSeconds()
