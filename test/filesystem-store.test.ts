@@ -225,6 +225,21 @@ describe('FilesystemStore locks', () => {
     await store.close()
   })
 
+  it('a read of an expired key never waits for its lock: it is a miss, and the sweeper removes the file later', async () => {
+    const directory = await tempDir()
+    const store = new FilesystemStore({ directory })
+    await store.set('k', 'v', 1)
+    await sleep(1100)
+    const lock = join(directory, fileOf('k').replace('.session', '.lock'))
+    await writeFile(lock, '') // fresh: another process is writing this key
+    assert.equal(await store.get('k'), undefined)
+    assert.ok((await readdir(directory)).includes(fileOf('k')), 'left for later while locked')
+    await rm(lock)
+    assert.equal((await store.sweep()).expired, 1)
+    assert.deepEqual(await readdir(directory), [])
+    await store.close()
+  })
+
   it('waits for a live lock held by another process instead of writing under it', async () => {
     const directory = await tempDir()
     const store = new FilesystemStore({ directory })

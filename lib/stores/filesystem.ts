@@ -107,7 +107,7 @@ export class FilesystemStore implements SessionStore {
     const record = await this.#read(name, 'filesystem read')
     if (record === undefined) return undefined
     if (isExpired(record)) {
-      await this.#removeExpired(name)
+      await this.#dropExpired(name)
       return undefined
     }
     return record.value
@@ -197,6 +197,26 @@ export class FilesystemStore implements SessionStore {
     } catch (error) {
       await unlink(temp).catch(() => {})
       throw backendError('filesystem write', error)
+    }
+  }
+
+  /**
+   * A read never waits for a lock: the expired file is removed now if the key is free, else the
+   * sweeper removes it later (it reads as absent meanwhile).
+   */
+  async #dropExpired (name: string): Promise<void> {
+    if (this.#queues.has(name)) return
+    const lock = this.#path(`${name.slice(0, 64)}.lock`)
+    try {
+      await (await open(lock, 'wx', 0o600)).close()
+    } catch {
+      return
+    }
+    try {
+      const record = await this.#read(name, 'filesystem delete')
+      if (record !== undefined && isExpired(record)) await removeFile(this.#path(name))
+    } finally {
+      await unlink(lock).catch(() => {})
     }
   }
 
@@ -352,13 +372,29 @@ export class FilesystemStore implements SessionStore {
   }
 
   async #sweepExpired (name: string): Promise<boolean> {
-    const record = await this.#read(name, 'filesystem sweep').catch(() => undefined)
-    if (record === undefined || !isExpired(record)) return false
+    const expires = await this.#expiryOf(name)
+    if (expires === undefined || expires === 0 || expires > Date.now()) return false
     try {
       await this.#removeExpired(name)
       return true
     } catch {
       return false
+    }
+  }
+
+  /** The expiry in a record's first line, read without the value (records may be large). */
+  async #expiryOf (name: string): Promise<number | undefined> {
+    try {
+      const handle = await open(this.#path(name), 'r')
+      try {
+        const { buffer, bytesRead } = await handle.read(Buffer.alloc(48), 0, 48, 0)
+        const match = /^(\d+) \d+\n/.exec(buffer.toString('latin1', 0, bytesRead))
+        return match === null ? undefined : Number(match[1])
+      } finally {
+        await handle.close()
+      }
+    } catch {
+      return undefined
     }
   }
 
