@@ -291,6 +291,22 @@ describe('plugin with connectStore', () => {
     }
   })
 
+  it('does not start when PostgreSQL cannot be reached', async () => {
+    const pool = new pg.Pool({ host: '127.0.0.1', port: await freePort(), user: 'postgres', connectionTimeoutMillis: 1000 })
+    const app = Fastify()
+    try {
+      await app.register(cookie)
+      const store = connectStore(new PgStore({ pool, pruneSessionInterval: false }))
+      await assert.rejects(async () => {
+        await app.register(quartSession, { store })
+        await app.ready()
+      }, { code: 'FST_QUART_SESSION_CONNECT' })
+    } finally {
+      await app.close().catch(() => {})
+      await pool.end()
+    }
+  })
+
   it('keeps a session in Redis through connect-redis', async () => {
     const redis = await redisClient()
     const app = await appWith(connectStore(new RedisStore({ client: redis })))
