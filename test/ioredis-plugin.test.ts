@@ -3,7 +3,7 @@
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { parse } from 'devalue'
-import { Redis } from 'ioredis'
+import { Redis, Cluster } from 'ioredis'
 import Fastify, { type FastifyInstance } from 'fastify'
 import cookie from '@fastify/cookie'
 import fastifyRedis from '@fastify/redis'
@@ -12,7 +12,7 @@ import quartSession from '../lib/index.js'
 import { IoredisStore } from '../lib/stores/ioredis.js'
 import { sessionOf, cookieOf } from './helpers/app.js'
 import { freePort } from './helpers/ports.js'
-import { startRedis, resetCommandStats, commandCounts, type RedisServer } from './helpers/redis-server.js'
+import { startRedis, startRedisCluster, resetCommandStats, commandCounts, type RedisServer } from './helpers/redis-server.js'
 import { eventually } from './helpers/assertions.js'
 
 function routes (app: FastifyInstance): void {
@@ -162,5 +162,27 @@ describe('plugin with type redis and an ioredis client', () => {
       assert.ok((await app.redis.get(`session:${id}`)) !== null)
     })
   })
-})
 
+  describe('an ioredis Cluster', () => {
+    it('is recognised as ioredis, connected by ready(), and round-trips a session', async () => {
+      const servers = await startRedisCluster()
+      const cluster = new Cluster(servers.ports.map((port) => ({ host: '127.0.0.1', port })), { lazyConnect: true })
+      const app = Fastify()
+      try {
+        await app.register(cookie)
+        await app.register(quartSession, { type: 'redis', client: cluster })
+        routes(app)
+        await app.ready()
+        assert.ok(app.sessionStore.adapter instanceof IoredisStore)
+        assert.equal(cluster.status, 'ready')
+        const { cookie: pair, id } = sessionOf(await app.inject('/set'))
+        assert.equal((await app.inject({ url: '/read', headers: { cookie: pair } })).body, 'bar')
+        assert.ok((await cluster.get(`session:${id}`)) !== null, 'the record is in the cluster under session:<id>')
+      } finally {
+        await app.close()
+        cluster.disconnect()
+        await servers.stop()
+      }
+    })
+  })
+})

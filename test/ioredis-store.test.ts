@@ -8,7 +8,7 @@ import { Redis, Cluster } from 'ioredis'
 import { storeContract } from './contract.js'
 import { IoredisStore, type IoredisLike } from '../lib/stores/ioredis.js'
 import { freePort } from './helpers/ports.js'
-import { startRedis, resetCommandStats, commandCounts, type RedisServer } from './helpers/redis-server.js'
+import { startRedis, startRedisCluster, resetCommandStats, commandCounts, type RedisServer, type RedisClusterServers } from './helpers/redis-server.js'
 import { eventually, failedFast } from './helpers/assertions.js'
 
 // Both ioredis client classes fit the adapter's structural type (checked by tsc).
@@ -38,6 +38,47 @@ storeContract('ioredis', {
     await store.ready()
     return store
   }
+})
+
+describe('IoredisStore on a Redis Cluster (ioredis Cluster)', () => {
+  let servers: RedisClusterServers
+  let cluster: Cluster
+
+  before(async () => {
+    servers = await startRedisCluster()
+    // lazyConnect: ready() is what connects it, as with a client built before the app starts.
+    cluster = new Cluster(servers.ports.map((port) => ({ host: '127.0.0.1', port })), { lazyConnect: true })
+  })
+  after(async () => {
+    cluster?.disconnect()
+    await servers?.stop()
+  })
+
+  storeContract('ioredis Cluster', {
+    async create () {
+      const store = new IoredisStore({ client: cluster })
+      await store.ready()
+      return store
+    }
+  })
+
+  it('spreads keys over the masters, each written on the master of its slot', async () => {
+    const store = new IoredisStore({ client: cluster })
+    await store.ready()
+    const keys = Array.from({ length: 30 }, (_, i) => `session:spread-${i}-${randomUUID()}`)
+    for (const k of keys) assert.equal(await store.compareAndSet(k, undefined, k, 60), true)
+    const perMaster = await Promise.all(servers.ports.map(async (port) => {
+      const node = new Redis({ host: '127.0.0.1', port })
+      try {
+        return (await node.keys('session:spread-*')).length
+      } finally {
+        node.disconnect()
+      }
+    }))
+    assert.equal(perMaster.reduce((a, b) => a + b, 0), keys.length)
+    assert.ok(perMaster.every((n) => n > 0), `keys per master: ${perMaster.join(', ')}`)
+    for (const k of keys) assert.equal(await store.get(k), k)
+  })
 })
 
 describe('IoredisStore against redis-server', () => {
