@@ -4,6 +4,7 @@ import type { ResolvedOptions } from './options.js'
 import type { CookieSigner } from './signing.js'
 import { type SessionCookieView, type Data, type SessionRecord, type Session, isEmpty } from './session.js'
 import { type SessionCookie, type SessionCookieOptions, checkSessionCookieOptions } from './cookie.js'
+import { UNCOMPARABLE, unchanged } from './snapshot.js'
 import {
   FST_QUART_SESSION_BACKEND, FST_QUART_SESSION_CONFLICT, FST_QUART_SESSION_CORRUPT_RECORD, FST_QUART_SESSION_SERIALIZE,
   FST_QUART_SESSION_VALUE_TOO_LARGE
@@ -164,8 +165,18 @@ export class Backend {
   /** Whether the data differs from what is stored, or the session is new and holds data. */
   isModified (session: Session): boolean {
     if (session[kDirty] || session[kChanged] !== null || session[kCleared]) return true
-    if (session[kExposed] === null) return false
-    return this.encode(session, session[kTouched]) !== session[kText]
+    return session[kExposed] !== null && this.#exposedChanged(session)
+  }
+
+  /** Whether an object handed out by `get` was mutated since. */
+  #exposedChanged (session: Session): boolean {
+    const data = session[kData]
+    for (const [key, copy] of session[kExposed] as Map<string, unknown>) {
+      // Values the copy cannot compare: the serializer's text decides, for the whole record.
+      if (copy === UNCOMPARABLE) return this.encode(session, session[kTouched]) !== session[kText]
+      if (!unchanged(copy, data[key])) return true
+    }
+    return false
   }
 
   /**
@@ -177,8 +188,8 @@ export class Backend {
     const now = nowSeconds()
     let modified = session[kDirty] || session[kChanged] !== null || session[kCleared]
     if (!modified && session[kExposed] !== null) {
-      // Objects were handed out: unchanged unless their text differs from what was loaded.
-      modified = this.encode(session, session[kTouched]) !== session[kText]
+      // Objects were handed out: unchanged unless one of them was mutated.
+      modified = this.#exposedChanged(session)
       if (!modified) session[kExposed] = null
     }
     if (modified) {
@@ -316,20 +327,26 @@ export class Backend {
     session[kClearCookie] = session[kHadCookie] || session[kClearCookie]
   }
 
-  /** Exposed keys whose values now differ from the record this request loaded. */
+  /** Exposed keys whose values now differ from what they were when handed out. */
   #mutatedKeys (session: Session): string[] {
     const exposed = session[kExposed]
-    const text = session[kText]
-    if (exposed === null || text === undefined) return []
-    let original: Data
-    try {
-      original = this.decode(text).data
-    } catch {
-      original = {}
-    }
+    if (exposed === null) return []
     const data = session[kData]
+    let original: Data | undefined
     const mutated: string[] = []
-    for (const key of exposed) {
+    for (const [key, copy] of exposed) {
+      if (copy !== UNCOMPARABLE) {
+        if (!unchanged(copy, data[key])) mutated.push(key)
+        continue
+      }
+      // No copy to compare with: compare the serializer's text with the record this request loaded.
+      if (original === undefined) {
+        try {
+          original = session[kText] === undefined ? {} : this.decode(session[kText]).data
+        } catch {
+          original = {}
+        }
+      }
       if (Object.hasOwn(data, key) !== Object.hasOwn(original, key) ||
           this.serializer.stringify(data[key]) !== this.serializer.stringify(original[key])) mutated.push(key)
     }

@@ -2,6 +2,7 @@ import type { SessionKey, SessionValue } from '../types/index.js'
 import type { Backend } from './backend.js'
 import { FST_QUART_SESSION_CALLBACK, FST_QUART_SESSION_DISABLED, FST_QUART_SESSION_INVALID_ARGUMENT, FST_QUART_SESSION_INVALID_KEY } from './errors.js'
 import { generateId } from './id.js'
+import { snapshot } from './snapshot.js'
 import { type SessionCookieOptions, checkSessionCookieOptions } from './cookie.js'
 import {
   kBackend, kChanged, kClearCookie, kCleared, kCookie, kCookieOptions, kCreated, kData, kDirty, kDisabled, kDone,
@@ -71,7 +72,8 @@ export class Session {
   [kDirty]: boolean
   [kChanged]: Set<string> | null
   [kCleared]: boolean
-  [kExposed]: Set<string> | null
+  /** Keys whose object value was handed out, with a copy of what it was then. */
+  [kExposed]: Map<string, unknown> | null
   [kTouch]: boolean
   [kCookie]: boolean
   [kClearCookie]: boolean
@@ -141,7 +143,7 @@ export class Session {
     const data = this[kData]
     const value = Object.hasOwn(data, key) ? data[key] : undefined
     // The caller may mutate what it gets back: compare it at the end of the request.
-    if (typeof value === 'object' && value !== null) exposed(this).add(key)
+    if (typeof value === 'object' && value !== null) expose(this, key, value)
     return value as SessionValue<Key> | undefined
   }
 
@@ -192,7 +194,7 @@ export class Session {
     const data = this[kData]
     for (const key in data) {
       const value = data[key]
-      if (typeof value === 'object' && value !== null) exposed(this).add(key)
+      if (typeof value === 'object' && value !== null) expose(this, key, value)
     }
     return { ...data }
   }
@@ -263,8 +265,10 @@ function changed (session: Session): Set<string> {
   return session[kChanged] ??= new Set()
 }
 
-function exposed (session: Session): Set<string> {
-  return session[kExposed] ??= new Set()
+/** Remember what an object was when it was first handed out, to compare at the end of the request. */
+function expose (session: Session, key: string, value: unknown): void {
+  const exposed = session[kExposed] ??= new Map()
+  if (!exposed.has(key)) exposed.set(key, snapshot(value))
 }
 
 /** Promise, or Node callback when one is given (errors then go to the callback, never thrown). */

@@ -1,0 +1,73 @@
+// Mutations of handed-out objects are found, through the cheap copy or the serializer fallback.
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { snapshot, unchanged, UNCOMPARABLE } from '../lib/snapshot.js'
+import './helpers/session-data.js'
+import { build, cookieOf, CountingStore } from './helpers/app.js'
+
+describe('snapshot and unchanged', () => {
+  const cases: Array<[string, unknown, (v: any) => void]> = [
+    ['nested push', { items: ['a'] }, (v) => { v.items.push('b') }],
+    ['key added', { a: 1 }, (v) => { v.b = 2 }],
+    ['key deleted', { a: 1, b: 2 }, (v) => { delete v.b }],
+    ['key replaced by another', { a: 1 }, (v) => { delete v.a; v.b = 1 }],
+    ['array shortened', [1, 2, 3], (v) => { v.length = 2 }],
+    ['type change', { a: 1 }, (v) => { v.a = '1' }],
+    ['object to array', { a: {} }, (v) => { v.a = [] }],
+    ['deep change', { a: { b: { c: { d: 1 } } } }, (v) => { v.a.b.c.d = 2 }],
+    ['undefined added', { a: 1 }, (v) => { v.b = undefined }]
+  ]
+  for (const [name, value, mutate] of cases) {
+    it(`finds a mutation: ${name}`, () => {
+      const copy = snapshot(value)
+      assert.notEqual(copy, UNCOMPARABLE)
+      assert.equal(unchanged(copy, value), true, 'equal before')
+      mutate(value)
+      assert.equal(unchanged(copy, value), false, 'different after')
+    })
+  }
+
+  it('NaN and -0 compare as themselves', () => {
+    const value = { n: NaN, z: -0 }
+    assert.equal(unchanged(snapshot(value), value), true)
+  })
+
+  it('Dates, Maps, class instances, holes and cycles are left to the serializer', () => {
+    const cyclic: Record<string, unknown> = {}
+    cyclic.self = cyclic
+    // eslint-disable-next-line no-sparse-arrays
+    for (const value of [{ d: new Date() }, { m: new Map() }, { u: new URL('http://x/') }, [1, , 3], cyclic]) {
+      assert.equal(snapshot(value), UNCOMPARABLE)
+    }
+  })
+})
+
+describe('handed-out objects of other types', () => {
+  it('a Date mutated in place (setTime) and a Map grown in place are saved', async () => {
+    const store = new CountingStore()
+    const app = await build({ store }, (app) => {
+      app.get('/init', async (request) => { request.session.set('values', { when: new Date(0), seen: new Map([['a', 1]]) }); return 'ok' })
+      app.get('/mutate', async (request) => {
+        const values = request.session.get('values') as { when: Date, seen: Map<string, number> }
+        values.when.setTime(1000)
+        values.seen.set('b', 2)
+        return 'ok'
+      })
+      app.get('/read-only', async (request) => { void request.session.get('values'); return 'ok' })
+      app.get('/show', async (request) => {
+        const values = request.session.get('values') as { when: Date, seen: Map<string, number> }
+        return { when: values.when.getTime(), seen: [...values.seen] }
+      })
+    })
+    const set = cookieOf(await app.inject('/init'))
+    assert.ok(set)
+    store.reset()
+    await app.inject({ url: '/read-only', headers: { cookie: set.pair } })
+    assert.equal(store.count('cas'), 0, 'reading without changing writes nothing')
+    await app.inject({ url: '/mutate', headers: { cookie: set.pair } })
+    assert.equal(store.count('cas'), 1)
+    const shown = (await app.inject({ url: '/show', headers: { cookie: set.pair } })).json()
+    assert.deepEqual(shown, { when: 1000, seen: [['a', 1], ['b', 2]] })
+    await app.close()
+  })
+})
