@@ -334,9 +334,9 @@ export class DisabledSession extends Session {
 const dataAccess: ProxyHandler<Session> = {
   get (target, prop) {
     if (typeof prop === 'symbol' || prop in target) {
-      // Getters run on the session itself; methods are called on the Proxy and reach their
-      // private state through this trap, which costs less than binding them per access.
-      return (target as any)[prop]
+      const value = (target as any)[prop]
+      // Methods run on the session itself: their private state is then read without a trap each.
+      return typeof value === 'function' && prop !== 'constructor' ? value.bind(target) : value
     }
     return target.get(prop as SessionKey)
   },
