@@ -14,14 +14,17 @@ const redisCluster: ClusterWithClients = await startClusterWithClients()
 after(async () => { await redisCluster.close() })
 
 // The contract's keys land on all three masters; compareAndSet's script is routed by its one key.
+const contractCluster = createCluster({ rootNodes: redisCluster.servers.urls.map((url) => ({ url })) })
 storeContract('redis cluster (3 masters)', {
   async create () {
-    const store = new RedisStore({ client: createCluster({ rootNodes: redisCluster.servers.urls.map((url) => ({ url })) }) })
+    const store = new RedisStore({ client: contractCluster })
     await store.ready()
     return store
   },
   async destroy (store) {
     await store.close?.()
+    // A supplied client stays open after the store closes: it is the test's to close.
+    await contractCluster.close()
   }
 })
 
