@@ -29,7 +29,7 @@ async function quartSession (fastify: FastifyInstance, opts: QuartSessionOptions
     fastify.addHook('onClose', async function closeSessionStore () { await store.close?.() })
   }
   if (options.type === 'memory' && ownStore && process.env.NODE_ENV === 'production') {
-    fastify.log.warn('fastify-quart-session: the memory store keeps sessions in this process only; they are lost on restart and not shared between processes. Use type "redis" or "memcached" in production.')
+    fastify.log.warn('fastify-quart-session: the memory store keeps sessions in this process only; they are lost on restart and not shared between processes. Use type "redis", "memcached" or "filesystem" in production.')
   }
 
   const signer = options.secrets === undefined ? undefined : new CookieSigner(options.secrets)
@@ -136,5 +136,7 @@ export type { Serializer } from './serializer.js'
 export { devalueSerializer } from './serializer.js'
 export { DirectStore } from './direct.js'
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js'
+export { FilesystemStore, type FilesystemStoreOptions, type SweepResult } from './stores/filesystem.js'
+export { connectStore, type ConnectStoreLike, type ConnectStoreOptions } from './connect.js'
 export * as errors from './errors.js'
 export type { SessionData } from '../types/index.js'
