@@ -36,6 +36,7 @@ describe('RedisStore while Redis is down', { timeout: 120_000 }, () => {
       await assert.rejects(s.set('session:x', 'value', 60), failedFast())
       await assert.rejects(s.delete('session:x'), failedFast())
       await assert.rejects(s.touch('session:x', 60), failedFast())
+      await assert.rejects(s.compareAndSet('session:x', undefined, 'value', 60), failedFast())
     }
   })
 
@@ -46,6 +47,7 @@ describe('RedisStore while Redis is down', { timeout: 120_000 }, () => {
         await s.set('session:after', 'value', 60)
       })
       assert.equal(await s.get('session:after'), 'value')
+      assert.equal(await s.compareAndSet('session:after', 'value', 'again', 60), true)
       await s.delete('session:after')
       assert.equal(await s.get('session:after'), undefined)
     }
@@ -59,6 +61,12 @@ describe('RedisStore while Redis is down', { timeout: 120_000 }, () => {
         await assert.rejects(s.get('session:frozen'), (error: Error & { code?: string }) => {
           assert.equal(error.code, 'FST_QUART_SESSION_TIMEOUT')
           assert.match(error.message, /Redis GET/)
+          return true
+        })
+        // A write that timed out still runs once Redis thaws: this one's comparison fails then.
+        await assert.rejects(s.compareAndSet('session:frozen', 'not stored', 'next', 60), (error: Error & { code?: string }) => {
+          assert.equal(error.code, 'FST_QUART_SESSION_TIMEOUT')
+          assert.match(error.message, /Redis EVALSHA/)
           return true
         })
       }
