@@ -51,7 +51,7 @@ export interface ConnectCookie {
  */
 export const CONNECT_NO_EXPIRY_SECONDS = 10 * 365 * 24 * 60 * 60
 
-// A key no session id can produce (ids are base64url); reading it checks the store answers.
+// Reading a key nothing writes checks that the store answers, without changing anything.
 const PROBE_KEY = 'fastify-quart-session:ready-probe'
 
 /**
@@ -112,7 +112,7 @@ function checkStore (store: unknown): asserts store is ConnectStoreLike {
   }
 }
 
-export function record (value: string, ttlSeconds: number): ConnectRecord {
+function record (value: string, ttlSeconds: number): ConnectRecord {
   return { v: value, cookie: cookieFor(ttlSeconds) }
 }
 
