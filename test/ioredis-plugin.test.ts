@@ -92,6 +92,19 @@ describe('plugin with type redis and an ioredis client', () => {
       assert.equal(counts.eval, undefined, JSON.stringify(counts))
     })
 
+    it('a session key that holds another Redis type gives a fresh session, and is not overwritten', async () => {
+      const { cookie, id } = sessionOf(await app.inject('/set'))
+      await plain.del(`session:${id}`)
+      await plain.hset(`session:${id}`, 'field', 'not ours')
+      const read = await app.inject({ url: '/read', headers: { cookie } })
+      assert.equal(read.statusCode, 200)
+      assert.equal(read.body, 'not found')
+      const write = await app.inject({ url: '/set', headers: { cookie } })
+      assert.equal(write.statusCode, 200)
+      assert.notEqual(sessionOf(write).id, id, 'a fresh id')
+      assert.equal(await plain.type(`session:${id}`), 'hash')
+    })
+
     it('leaves the client open after app.close()', async () => {
       const other = new Redis({ host: '127.0.0.1', port: server.port, lazyConnect: true })
       const own = Fastify()
