@@ -20,6 +20,14 @@ import { startRedis, type RedisServer } from './helpers/redis-server.js'
 
 const { Authenticator } = fastifyPassport
 
+declare module '../lib/index.js' {
+  interface SessionData {
+    theme: string
+    /** What @fastify/passport stores: the serialized user. */
+    passport: string
+  }
+}
+
 interface User { id: string, name: string, password: string }
 const USERS: User[] = [{ id: 'u1', name: 'Ada', password: 'correct horse battery staple' }]
 
