@@ -61,12 +61,13 @@ describe('plugin with type redis', () => {
       assert.deepEqual(await commandCounts(server.port), { get: 1 })
     })
 
-    it('a write costs one GET and one SET', async () => {
+    it('a write costs one GET and one EVALSHA (compare-and-set)', async () => {
       const { cookie, id } = sessionOf(await app.inject('/counter'))
       await resetCommandStats(server.port)
       const response = await app.inject({ url: '/counter', headers: { cookie } })
       assert.equal(response.body, '2')
-      assert.deepEqual(await commandCounts(server.port), { get: 1, set: 1 })
+      // Two round trips; INFO commandstats also counts the GET and SET the script runs inside Redis.
+      assert.deepEqual(await commandCounts(server.port), { get: 2, evalsha: 1, set: 1 })
       const text = await redis.get(`session:${id}`)
       assert.equal((parse(text as string) as { data: { counter: number } }).data.counter, 2)
     })
@@ -83,6 +84,22 @@ describe('plugin with type redis', () => {
       assert.equal(await redis.exists(`session:${id}`), 1)
       await app.inject({ url: '/logout', headers: { cookie } })
       assert.equal(await redis.exists(`session:${id}`), 0)
+    })
+
+    it('a hash under the session key gives a fresh session, not a 503 on every request', async () => {
+      const { cookie, id } = sessionOf(await app.inject('/set'))
+      await redis.del(`session:${id}`)
+      await redis.hSet(`session:${id}`, 'role', 'admin')
+      for (let i = 0; i < 2; i++) {
+        const read = await app.inject({ url: '/read', headers: { cookie } })
+        assert.equal(read.statusCode, 200)
+        assert.equal(read.body, 'none')
+      }
+      const written = await app.inject({ url: '/set', headers: { cookie } })
+      assert.equal(written.statusCode, 200)
+      const fresh = sessionOf(written)
+      assert.notEqual(fresh.id, id, 'a fresh id, never the one holding the hash')
+      assert.equal(await redis.type(`session:${id}`), 'hash', 'the foreign key is left alone')
     })
 
     it('fastify.sessionStore reads and writes Redis directly, with its expiry', async () => {
