@@ -1,4 +1,4 @@
-// The README quick start is run exactly as printed, and `npm start` runs the same file.
+// The README quick start is run exactly as printed; `npm start` runs the demo app (test/demo-browser.test.ts).
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
@@ -18,8 +18,7 @@ async function quickStart (): Promise<string> {
 }
 
 describe('README quick start', () => {
-  it('is the demo that npm start runs', async () => {
-    assert.equal(await quickStart(), await readFile(join(root, 'examples/demo.js'), 'utf8'))
+  it('npm start runs the demo app', async () => {
     const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'))
     assert.equal(pkg.scripts.start, 'node examples/demo.js')
   })
