@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import type { ResolvedOptions } from './options.js'
-import { type Backend, nowSeconds } from './backend.js'
+import { type Backend, backendError, nowSeconds } from './backend.js'
 import { AddressPin } from './pin.js'
 import { type SessionRecord, Session, mayHaveChanged } from './session.js'
 import { isValidId } from './id.js'
@@ -120,7 +120,7 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend, sign
     try {
       text = await backend.read(id)
     } catch (err) {
-      if ((err as { code?: unknown }).code !== 'FST_QUART_SESSION_CORRUPT_RECORD') throw logged(request, err)
+      if ((err as { code?: unknown }).code !== 'FST_QUART_SESSION_CORRUPT_RECORD') throw logged(request, backendError('read', err))
       request.log.warn({ err }, 'fastify-quart-session: the stored session is not a session record; starting a fresh session')
     }
     const address = addressOf(request)
