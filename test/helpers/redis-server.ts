@@ -94,7 +94,7 @@ export async function startRedisCluster (): Promise<RedisClusterServers> {
   return { ports, urls: ports.map((p) => `redis://127.0.0.1:${p}`), stop }
 }
 
-async function launchRedis (port: number, dir: string, extra: string[], mayFail: boolean): Promise<ChildProcess | undefined> {
+export async function launchRedis (port: number, dir: string, extra: string[], mayFail: boolean): Promise<ChildProcess | undefined> {
   return await launch(port, {
     name: 'redis-server',
     command: 'redis-server',
@@ -119,7 +119,7 @@ async function launchRedis (port: number, dir: string, extra: string[], mayFail:
 }
 
 // The cluster bus listens on port + 10000, which must be free too.
-async function freeClusterPort (): Promise<number> {
+export async function freeClusterPort (): Promise<number> {
   for (;;) {
     const port = await freePort()
     if (port <= 55535 && await isFree(port + 10000)) return port
