@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import type { SessionStore } from './store.js'
+import type { IoredisLike } from './stores/ioredis.js'
 import { type QuartSessionOptions, type ResolvedOptions, resolveOptions } from './options.js'
 import { Backend } from './backend.js'
 import { DirectStore } from './direct.js'
@@ -75,8 +76,13 @@ async function createStore (options: ResolvedOptions): Promise<SessionStore> {
     case 'redis': {
       // Loaded on demand: redis, ioredis and memcached are optional peer dependencies.
       if (client !== undefined && isIoredisClient(client)) {
+        for (const name of ['uri', 'sentinel', 'clientSideCache'] as const) {
+          if (options[name] !== undefined) {
+            throw new FST_QUART_SESSION_INVALID_OPTION(name, 'does not go with an ioredis "client": configure that client itself')
+          }
+        }
         const { IoredisStore } = await loadAdapter('redis', 'ioredis', () => import('./stores/ioredis.js'))
-        return new IoredisStore({ client: client as never, timeout })
+        return new IoredisStore({ client: client as IoredisLike, timeout })
       }
       const { RedisStore } = await loadAdapter('redis', 'redis', () => import('./stores/redis.js'))
       return new RedisStore({
