@@ -73,7 +73,7 @@ describe('Redis behind Sentinel', { timeout: 120_000 }, () => {
     after(async () => { await app?.close() })
 
     it('answers fast 503s during the failover, then recovers alone with the replicated sessions', async (t) => {
-      const sessions = []
+      const sessions: Array<{ cookie: string, id: string }> = []
       for (let i = 0; i < 5; i++) sessions.push(sessionOf(await app.inject('/set')))
       await setup.replicated()
 
