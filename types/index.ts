@@ -7,7 +7,9 @@
 //
 // Without such a declaration any string key is accepted and values are `any`.
 // The session class is imported under its own name: inside `declare module 'fastify'`, a bare
-// `Session` would resolve to `fastify.Session` when @fastify/session or the app declares one.
+// `Session` would resolve to `fastify.Session` when @fastify/session or the app declares one
+// (types/app-session/ pins this). @fastify/session's own types cannot share a program with these:
+// both declare `FastifyRequest.session`, with different types (TS2717); an app uses one plugin.
 import type { Session as QuartSession } from '../lib/session.js'
 import type { DirectStore as QuartDirectStore } from '../lib/direct.js'
 

@@ -3,8 +3,11 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import { expect, test } from 'tstyche'
 import quartSession, {
-  type QuartSessionOptions, type Session, type SessionStore, type DirectStore, MemoryStore, errors
+  type QuartSessionOptions, type Session, type SessionStore, type DirectStore, MemoryStore, errors, connectStore
 } from 'fastify-quart-session'
+import { MemoryStore as ExpressMemoryStore } from 'express-session'
+import { RedisStore as ConnectRedisStore } from 'connect-redis'
+import type { createClient } from 'redis'
 import { RedisStore } from 'fastify-quart-session/redis'
 import { MemcachedStore } from 'fastify-quart-session/memcached'
 import { FilesystemStore } from 'fastify-quart-session/filesystem'
@@ -198,6 +201,21 @@ test('adapters implement SessionStore', () => {
   })
   expect<SessionStore>().type.not.toBeAssignableFrom({ ...minimal, async compareAndSet (): Promise<void> {} })
   expect<SessionStore>().type.not.toBeAssignableFrom({ get: async () => 1 })
+})
+
+test('connectStore makes express-session/connect stores a SessionStore', () => {
+  expect(connectStore(new ExpressMemoryStore())).type.toBe<SessionStore>()
+  expect(connectStore(new ConnectRedisStore({ client: {} as ReturnType<typeof createClient> }), { timeout: 5 })).type.toBe<SessionStore>()
+  expect(app.register(quartSession, { store: connectStore(new ExpressMemoryStore()) })).type.not.toRaiseError()
+  const callbackStore = {
+    get (_sid: string, cb: (err: unknown, session?: unknown) => void) { cb(null) },
+    set (_sid: string, _session: object, cb?: (err?: unknown) => void) { cb?.() },
+    destroy (_sid: string, cb?: (err?: unknown) => void) { cb?.() }
+  }
+  expect(connectStore).type.toBeCallableWith(callbackStore)
+  expect(connectStore).type.not.toBeCallableWith({ get: callbackStore.get, set: callbackStore.set })
+  expect(connectStore).type.not.toBeCallableWith(callbackStore, { timeout: '2s' })
+  expect(connectStore).type.not.toBeCallableWith(new MemoryStore())
 })
 
 test('the store contract suite is exported for custom-store authors', () => {
