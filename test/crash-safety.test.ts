@@ -13,30 +13,7 @@ import { MemoryStore } from '../lib/stores/memory.js'
 import { SECRET, OLD_SECRET, cookieOf } from './helpers/app.js'
 import { startRedis, type RedisServer } from './helpers/redis-server.js'
 import { startMemcached, type MemcachedServer } from './helpers/memcached-server.js'
-
-/** Records every 'unhandledRejection' and 'uncaughtException' while installed: there must be none. */
-class CrashWatch {
-  readonly seen: Array<{ event: string, error: unknown }> = []
-  readonly #onRejection = (error: unknown): void => { this.seen.push({ event: 'unhandledRejection', error }) }
-  readonly #onException = (error: unknown): void => { this.seen.push({ event: 'uncaughtException', error }) }
-
-  install (): void {
-    process.on('unhandledRejection', this.#onRejection)
-    process.on('uncaughtException', this.#onException)
-  }
-
-  uninstall (): void {
-    process.off('unhandledRejection', this.#onRejection)
-    process.off('uncaughtException', this.#onException)
-  }
-
-  /** Let a rejection that escaped reach its event (it is reported after the current microtasks) before asserting. */
-  async assertNone (): Promise<void> {
-    await new Promise((resolve) => setImmediate(resolve))
-    await new Promise((resolve) => setImmediate(resolve))
-    assert.deepEqual(this.seen.map(({ event, error }) => `${event}: ${String(error)}`), [])
-  }
-}
+import { CrashWatch } from './helpers/fuzz-watch.js'
 
 // Header values Node refuses in writeHead (ERR_INVALID_CHAR): what a handler copies from a request.
 const BAD_HEADERS = {
