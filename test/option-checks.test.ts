@@ -131,3 +131,56 @@ describe('SameSite=None and Partitioned need Secure', () => {
     await app.close()
   })
 })
+
+// Bug (found while fuzzing): a lifetime past the range of Date, e.g. Number.MAX_SAFE_INTEGER
+// seconds, passed the checks and every cookie then went out with "Expires=Invalid Date". Either the
+// value is refused (ready() / session.options()) or the cookie carries a real date.
+describe('bug: a maxAge past the range of Date sends Expires=Invalid Date', () => {
+  const HUGE = Number.MAX_SAFE_INTEGER
+
+  function assertValidLifetime (header: string): void {
+    assert.ok(!/Invalid Date/.test(header), header)
+    const expires = /; Expires=([^;]+)/.exec(header)?.[1]
+    if (expires !== undefined) assert.ok(!Number.isNaN(Date.parse(expires)), header)
+  }
+
+  it('the plugin option: refused at ready(), or a real Expires', async () => {
+    const app = Fastify()
+    await app.register(cookie)
+    app.register(quartSession, { store: new MemoryStore(), maxAge: HUGE })
+    app.get('/set', async (request) => { request.session.set('foo', 'bar'); return 'ok' })
+    let refused = false
+    try {
+      await app.ready()
+    } catch (err) {
+      assert.equal((err as { code?: string }).code, 'FST_QUART_SESSION_INVALID_OPTION')
+      refused = true
+    }
+    if (!refused) {
+      const sent = cookieOf(await app.inject('/set'))
+      assert.ok(sent)
+      assertValidLifetime(sent.header)
+    }
+    await app.close()
+  })
+
+  it('session.options({ maxAge }): refused, or a real Expires', async () => {
+    const app = Fastify()
+    await app.register(cookie)
+    await app.register(quartSession, { store: new MemoryStore() })
+    app.get('/set', async (request) => {
+      request.session.set('foo', 'bar')
+      request.session.options({ maxAge: HUGE })
+      return 'ok'
+    })
+    const response = await app.inject('/set')
+    if (response.statusCode === 500) {
+      assert.equal(response.json().code, 'FST_QUART_SESSION_INVALID_ARGUMENT')
+    } else {
+      const sent = cookieOf(response)
+      assert.ok(sent)
+      assertValidLifetime(sent.header)
+    }
+    await app.close()
+  })
+})
