@@ -1,6 +1,9 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { FST_QUART_SESSION_INVALID_ARGUMENT } from './errors.js'
 
+/** Browsers cap a cookie's lifetime at 400 days (RFC 6265bis); a longer one only breaks Expires. */
+export const MAX_LIFETIME = 400 * 24 * 60 * 60
+
 export interface CookieOptions {
   path?: string
   domain?: string
@@ -101,8 +104,11 @@ export class SessionCookie {
 
 const SESSION_COOKIE_OPTIONS = ['maxAge', 'path', 'domain', 'httpOnly', 'secure', 'sameSite', 'partitioned', 'priority'] as const
 
-/** The cookie settings among `input`, checked; undefined when it holds none. */
-export function checkSessionCookieOptions (input: unknown): SessionCookieOptions | undefined {
+/**
+ * The cookie settings among `input`, checked; undefined when it holds none. `base`: the settings
+ * they will be combined with, so a combination browsers refuse is refused here.
+ */
+export function checkSessionCookieOptions (input: unknown, base?: CookieOptions): SessionCookieOptions | undefined {
   if (typeof input !== 'object' || input === null) {
     throw new FST_QUART_SESSION_INVALID_ARGUMENT('cookieOptions', 'must be an object of cookie settings')
   }
@@ -117,8 +123,8 @@ export function checkSessionCookieOptions (input: unknown): SessionCookieOptions
     (picked ??= {})[name] = value
   }
   if (picked !== undefined) {
-    const secure = picked.secure
-    if (secure === false && (picked.sameSite === 'none' || picked.partitioned === true)) {
+    const merged = { ...base, ...picked }
+    if (merged.secure === false && (merged.sameSite === 'none' || merged.partitioned === true)) {
       throw new FST_QUART_SESSION_INVALID_ARGUMENT('cookieOptions.secure', "SameSite=None and Partitioned cookies need secure true or 'auto'")
     }
   }
@@ -127,7 +133,7 @@ export function checkSessionCookieOptions (input: unknown): SessionCookieOptions
 
 function isValidSetting (name: typeof SESSION_COOKIE_OPTIONS[number], value: unknown): boolean {
   switch (name) {
-    case 'maxAge': return typeof value === 'number' && Number.isSafeInteger(value) && value > 0
+    case 'maxAge': return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 && value <= MAX_LIFETIME
     case 'path': return typeof value === 'string' && value.startsWith('/') && ATTRIBUTE_VALUE.test(value)
     case 'domain': return typeof value === 'string' && ATTRIBUTE_VALUE.test(value)
     case 'httpOnly': case 'partitioned': return typeof value === 'boolean'
@@ -139,7 +145,7 @@ function isValidSetting (name: typeof SESSION_COOKIE_OPTIONS[number], value: unk
 
 function describeSetting (name: typeof SESSION_COOKIE_OPTIONS[number]): string {
   switch (name) {
-    case 'maxAge': return 'must be a whole number of seconds above 0'
+    case 'maxAge': return `must be a whole number of seconds from 1 to ${MAX_LIFETIME} (400 days)`
     case 'path': return 'must be a path starting with "/" without ";" or spaces'
     case 'domain': return 'must be a domain name without ";" or spaces'
     case 'httpOnly': case 'partitioned': return 'must be true or false'

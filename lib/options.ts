@@ -2,6 +2,7 @@ import type { SessionStore } from './store.js'
 import type { Serializer } from './serializer.js'
 import type { CookieOptions } from './cookie.js'
 import { devalueSerializer } from './serializer.js'
+import { MAX_LIFETIME } from './cookie.js'
 import {
   FST_QUART_SESSION_INVALID_OPTION, FST_QUART_SESSION_UNKNOWN_TYPE, FST_QUART_SESSION_WEAK_SECRET
 } from './errors.js'
@@ -105,6 +106,7 @@ export interface ResolvedOptions {
 }
 
 export const THIRTY_ONE_DAYS = 31 * 24 * 60 * 60
+
 
 // Fastify's own register options travel in the same object; they are not ours to refuse.
 const FASTIFY_REGISTER_OPTIONS = new Set(['prefix', 'logLevel', 'logSerializers'])
@@ -243,14 +245,14 @@ export function resolveOptions (input: QuartSessionOptions | undefined): Resolve
   const cookie = resolveCookie(options.cookie)
 
   const maxAge = options.maxAge ?? THIRTY_ONE_DAYS
-  if (typeof maxAge !== 'number' || !Number.isSafeInteger(maxAge) || maxAge <= 0) {
-    throw invalid('maxAge', `must be a whole number of seconds above 0, got ${describe(maxAge)}`)
+  if (typeof maxAge !== 'number' || !Number.isSafeInteger(maxAge) || maxAge <= 0 || maxAge > MAX_LIFETIME) {
+    throw invalid('maxAge', `must be a whole number of seconds from 1 to ${MAX_LIFETIME} (400 days, the longest cookie lifetime browsers keep), got ${describe(maxAge)}`)
   }
 
   const rolling = boolean(options, 'rolling', true)
   const absoluteMaxAge = options.absoluteMaxAge ?? 0
-  if (typeof absoluteMaxAge !== 'number' || !Number.isSafeInteger(absoluteMaxAge) || absoluteMaxAge < 0) {
-    throw invalid('absoluteMaxAge', `must be a whole number of seconds (0 = off), got ${describe(absoluteMaxAge)}`)
+  if (typeof absoluteMaxAge !== 'number' || !Number.isSafeInteger(absoluteMaxAge) || absoluteMaxAge < 0 || absoluteMaxAge > MAX_LIFETIME) {
+    throw invalid('absoluteMaxAge', `must be a whole number of seconds up to ${MAX_LIFETIME} (0 = off), got ${describe(absoluteMaxAge)}`)
   }
   const maxRecordBytes = options.maxRecordBytes ?? ONE_MEBIBYTE
   if (typeof maxRecordBytes !== 'number' || !Number.isSafeInteger(maxRecordBytes) || maxRecordBytes < 64) {

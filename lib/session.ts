@@ -215,7 +215,7 @@ export class Session {
    * are not cookie settings are ignored, so plugins written for @fastify/secure-session work.
    */
   options (cookieOptions: Record<string, unknown>): void {
-    const picked = checkSessionCookieOptions(cookieOptions)
+    const picked = checkSessionCookieOptions(cookieOptions, { ...this[kBackend].cookie.options, ...this[kCookieOptions] })
     if (picked === undefined) return
     this[kCookieOptions] = { ...this[kCookieOptions], ...picked }
     this[kDirty] = true
