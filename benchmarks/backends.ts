@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 import { freePort } from '../test/helpers/ports.js'
+import type { BackendName } from './protocol.js'
 
 export { freePort }
 
@@ -102,9 +103,13 @@ function untilLine (terminator: string): (text: string) => number {
 
 /** A backend the benchmark owns: started on loopback, stopped by `stop()` (idempotent). */
 export interface Backend {
-  readonly name: 'redis' | 'memcached'
+  readonly name: BackendName
+  /** Loopback port of a server; 0 for the filesystem. */
   readonly port: number
+  /** The server process, whose CPU is the benchmark's own; undefined for the filesystem. */
   readonly pid: number | undefined
+  /** The folder of the filesystem store; undefined for servers. */
+  readonly directory?: string
   /** Counters by command since the server started; only the deltas mean anything. */
   commandStats (): Promise<Record<string, number>>
   /** Empty the keyspace, so each variant starts from the same state. */
@@ -202,7 +207,10 @@ export async function startRedis (): Promise<Backend> {
   }
 }
 
-/** The memcached counters that are commands a client sent; the rest of `stats` is state. */
+/**
+ * The memcached counters that are commands a client sent; the rest of `stats` is state.
+ * `cmd_get` counts `get` and `gets`; `cmd_set` counts `set`, `add`, `replace` and `cas`.
+ */
 const MEMCACHED_COMMANDS = ['cmd_get', 'cmd_set', 'cmd_touch', 'delete_hits', 'delete_misses', 'incr_misses', 'incr_hits', 'decr_misses', 'decr_hits', 'cas_misses', 'cas_hits', 'cas_badval']
 
 export async function startMemcached (): Promise<Backend> {
@@ -242,6 +250,8 @@ export async function startMemcached (): Promise<Backend> {
       for (const match of text.matchAll(/^STAT (\S+) (\S+)\r$/gm)) all[match[1]] = Number(match[2])
       const stats: Record<string, number> = {}
       for (const name of MEMCACHED_COMMANDS) stats[name] = all[name] ?? 0
+      // memcached counts every storage command in cmd_set, cas included: a cas is counted once, as cas.
+      stats.cmd_set -= stats.cas_hits + stats.cas_misses + stats.cas_badval
       return stats
     },
     async flush () {
@@ -260,4 +270,29 @@ export function statsDelta (before: Record<string, number>, after: Record<string
     if (d !== 0) delta[name] = d
   }
   return delta
+}
+
+/**
+ * A temporary folder for the filesystem store, emptied between routes and removed at the end.
+ * It has no command counters: the report leaves its command column empty, as for memory.
+ */
+export function startFilesystem (): Backend {
+  const directory = mkdtempSync(join(tmpdir(), 'quart-bench-fs-'))
+  let stopped = false
+  return {
+    name: 'filesystem',
+    port: 0,
+    pid: undefined,
+    directory,
+    async commandStats () { return {} },
+    async flush () {
+      // Only the files: the store's folder (and its mode) stays; the store finds records by name.
+      for (const name of readdirSync(directory)) rmSync(join(directory, name), { recursive: true, force: true })
+    },
+    async stop () {
+      if (stopped) return
+      stopped = true
+      rmSync(directory, { recursive: true, force: true })
+    }
+  }
 }

@@ -12,12 +12,13 @@ import { cpus, release, type as osType } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { startMemcached, startRedis, statsDelta, type Backend } from './backends.js'
+import { startFilesystem, startMemcached, startRedis, statsDelta, type Backend } from './backends.js'
+import { renderChart } from './chart.js'
 import { foreignCores, machineBusyMicros, processMicros } from './machine.js'
-import { checkTargets, renderMarkdown, summarize, type Cell, type Meta } from './report.js'
+import { checkTargets, renderMarkdown, summarize, type Cell, type Meta, type RaceCount } from './report.js'
 import {
   ROUTE_SPECS, ROUTES, VARIANT_BACKEND, VARIANT_ROUTES, VARIANTS,
-  type ChildMessage, type ParentMessage, type RouteName, type VariantName
+  type BackendName, type ChildMessage, type ParentMessage, type RaceDump, type RouteName, type VariantName
 } from './protocol.js'
 
 const here = (path: string): string => fileURLToPath(new URL(path, import.meta.url))
@@ -33,6 +34,8 @@ const PLACEHOLDER_COOKIE = 'session=bm9uZS1pc3N1ZWQtYnktdGhpcy12YXJpYW50LXBsYWNl
 
 interface Options {
   duration: number
+  /** Seconds measured per /race cell: its result is a count (lost updates), not a ratio to hold to a few percent. */
+  raceDuration: number
   warmup: number
   rounds: number
   connections: number
@@ -57,6 +60,7 @@ function readOptions (): Options {
   const { values } = parseArgs({
     options: {
       duration: { type: 'string' },
+      'race-duration': { type: 'string' },
       warmup: { type: 'string' },
       rounds: { type: 'string' },
       connections: { type: 'string' },
@@ -75,11 +79,11 @@ function readOptions (): Options {
     }
   })
   if (values.help === true) {
-    process.stdout.write(`npm run bench -- [--duration s] [--slice s] [--warmup s] [--rounds n] [--connections n] [--samples n]
+    process.stdout.write(`npm run bench -- [--duration s] [--race-duration s] [--slice s] [--warmup s] [--rounds n] [--connections n] [--samples n]
                         [--retries n] [--retry-budget s] [--max-foreign cores] [--pin]
                         [--variants a,b] [--routes /a,/b] [--cpu-prof] [--update-readme]
                         [--from results/latest.json]   (render the report again, measure nothing)
-Each flag also reads from the environment: BENCH_DURATION, BENCH_SLICE, BENCH_WARMUP, BENCH_ROUNDS, BENCH_CONNECTIONS,
+Each flag also reads from the environment: BENCH_DURATION, BENCH_RACE_DURATION, BENCH_SLICE, BENCH_WARMUP, BENCH_ROUNDS, BENCH_CONNECTIONS,
 BENCH_SAMPLES, BENCH_RETRIES, BENCH_RETRY_BUDGET, BENCH_MAX_FOREIGN, BENCH_PIN=1, BENCH_VARIANTS,
 BENCH_ROUTES, BENCH_CPU_PROF=1, BENCH_UPDATE_README=1. See benchmarks/README.md.
 Variants: ${VARIANTS.join(', ')}. Routes: ${ROUTES.join(', ')}.
@@ -105,6 +109,7 @@ Variants: ${VARIANTS.join(', ')}. Routes: ${ROUTES.join(', ')}.
   const flag = (value: boolean | undefined, name: string): boolean => value ?? (process.env[name] === '1' || process.env[name] === 'true')
   return {
     duration: number(values.duration, 'BENCH_DURATION', 4, 0.5, 120),
+    raceDuration: number(values['race-duration'], 'BENCH_RACE_DURATION', 2, 0.5, 120),
     warmup: number(values.warmup, 'BENCH_WARMUP', 1, 0, 60),
     rounds: Math.round(number(values.rounds, 'BENCH_ROUNDS', 3, 1, 20)),
     connections: Math.round(number(values.connections, 'BENCH_CONNECTIONS', 10, 1, 1000)),
@@ -145,11 +150,11 @@ function pin (pid: number | undefined, cpuList: string): void {
 const running = {
   backends: [] as Backend[],
   children: new Set<ChildProcess>(),
-  load: undefined as Instance | undefined
+  loads: new Set<Instance>()
 }
 
 async function cleanUp (): Promise<void> {
-  running.load?.stop()
+  for (const instance of running.loads) instance.stop()
   for (const child of running.children) {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
   }
@@ -182,7 +187,10 @@ interface ServerChild {
   close (): Promise<void>
 }
 
-async function startChild (variant: VariantName, ports: Record<string, number>, profileName: string | undefined): Promise<ServerChild> {
+/** Where the child servers find the backends: ports, and the filesystem store's folder. */
+interface BackendPlaces { redis?: number, memcached?: number, directory?: string }
+
+async function startChild (variant: VariantName, places: BackendPlaces, profileName: string | undefined): Promise<ServerChild> {
   const execArgv = ['--import', 'tsx']
   // tsx's loader runs on a thread of its own that --cpu-prof profiles too: each child writes
   // into a folder of its own, and close() keeps the main thread's profile under a plain name.
@@ -198,8 +206,9 @@ async function startChild (variant: VariantName, ports: Record<string, number>, 
       ...process.env,
       NODE_ENV: 'production',
       BENCH_VARIANT: variant,
-      BENCH_REDIS_PORT: String(ports.redis ?? ''),
-      BENCH_MEMCACHED_PORT: String(ports.memcached ?? '')
+      BENCH_REDIS_PORT: String(places.redis ?? ''),
+      BENCH_MEMCACHED_PORT: String(places.memcached ?? ''),
+      BENCH_FS_DIR: places.directory ?? ''
     },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc']
   })
@@ -287,9 +296,34 @@ async function sampleSetCookie (url: string, headers: Record<string, string>, co
 /** Sorted response times in milliseconds. */
 type Latencies = Float64Array
 
-async function load (url: string, headers: Record<string, string>, seconds: number, connections: number): Promise<{ result: Result, latencies: Latencies }> {
+/** What one load (one or more autocannon instances side by side) measured. */
+interface LoadResult {
+  requests: number
+  seconds: number
+  non2xx: number
+  errors: number
+  latencies: Latencies
+}
+
+/**
+ * Load on `url` from `connections` connections, spread over the header sets (one per session):
+ * one autocannon instance per set, all at once, so that every session is driven at the same time.
+ */
+async function load (url: string, headerSets: Array<Record<string, string>>, seconds: number, connections: number): Promise<LoadResult> {
+  const shares = headerSets.map((_, i) => Math.floor(connections / headerSets.length) + (i < connections % headerSets.length ? 1 : 0))
+  const runs = await Promise.all(headerSets.flatMap((headers, i) => shares[i] === 0 ? [] : [loadOne(url, headers, seconds, shares[i])]))
+  return {
+    requests: runs.reduce((n, r) => n + r.result.requests.total, 0),
+    seconds: Math.max(...runs.map((r) => r.result.duration)),
+    non2xx: runs.reduce((n, r) => n + r.result.non2xx, 0),
+    errors: runs.reduce((n, r) => n + r.result.errors + r.result.timeouts, 0),
+    latencies: runs.length === 1 ? runs[0].latencies : concatSorted(runs.map((r) => r.latencies))
+  }
+}
+
+async function loadOne (url: string, headers: Record<string, string>, seconds: number, connections: number): Promise<{ result: Result, latencies: Latencies }> {
   const instance = autocannon({ url, headers, duration: seconds, connections, timeout: 10 })
-  running.load = instance
+  running.loads.add(instance)
   // autocannon's own histogram keeps whole milliseconds, and every request here takes less than
   // one: the times it reports per response are fractional, so keep those instead.
   let times = new Float64Array(1 << 16)
@@ -306,7 +340,7 @@ async function load (url: string, headers: Record<string, string>, seconds: numb
     const result = await instance
     return { result, latencies: times.subarray(0, count).sort() }
   } finally {
-    running.load = undefined
+    running.loads.delete(instance)
   }
 }
 
@@ -319,7 +353,31 @@ function percentile (sorted: Latencies, p: number): number {
 function commandName (backend: Backend, counter: string): string {
   if (backend.name === 'redis') return counter
   if (counter === 'delete_hits' || counter === 'delete_misses') return 'delete'
+  // memcached counts a cas in cmd_set too: backends.ts takes it out of `set` (see MEMCACHED_COMMANDS).
+  if (counter === 'cas_hits' || counter === 'cas_misses' || counter === 'cas_badval') return 'cas'
   return counter.replace(/^cmd_/, '')
+}
+
+/**
+ * Round trips, not executions: Redis counts the commands a Lua script runs among its own
+ * (`cmdstat_get`, `cmdstat_set`). The plugin's compare-and-set script runs one GET, then one SET
+ * or DEL when the record still is the one expected, so each EVALSHA/EVAL stands for itself and
+ * takes one GET and at most one SET or DEL out of the counts. Exact on the benchmark's routes,
+ * where the plugin writes only through that script (the other variants run no script at all).
+ */
+function withoutScriptCalls (delta: Record<string, number>): Record<string, number> {
+  const scripts = (delta.evalsha ?? 0) + (delta.eval ?? 0)
+  if (scripts === 0) return delta
+  const out = { ...delta }
+  out.get = (out.get ?? 0) - scripts
+  let writes = scripts
+  for (const name of ['set', 'del']) {
+    const taken = Math.min(out[name] ?? 0, writes)
+    out[name] = (out[name] ?? 0) - taken
+    writes -= taken
+  }
+  for (const [name, n] of Object.entries(out)) if (n === 0) delete out[name]
+  return out
 }
 
 async function snapshot (backend: Backend | undefined): Promise<Record<string, number>> {
@@ -357,7 +415,8 @@ interface Target {
   /** The backend whose command counters belong to this variant. */
   backend: Backend | undefined
   url: string
-  headers: Record<string, string>
+  /** One set per session the route spreads its connections over (see RouteSpec.sessions). */
+  headerSets: Array<Record<string, string>>
 }
 
 /** One measured slice of a cell. */
@@ -379,7 +438,7 @@ async function measureSlice (target: Target, backends: Backend[], seconds: numbe
   const busyBefore = machineBusyMicros()
   const before = await ownMicros(server, backends)
   const start = performance.now()
-  const { result, latencies } = await load(target.url, target.headers, seconds, options.connections)
+  const result = await load(target.url, target.headerSets, seconds, options.connections)
   // Lets requests cut off by the end of the window finish inside the CPU and command counts.
   await sleep(100)
   const after = await ownMicros(server, backends)
@@ -388,21 +447,21 @@ async function measureSlice (target: Target, backends: Backend[], seconds: numbe
   const statsAfter = await snapshot(backend)
   const commands: Record<string, number> = {}
   if (backend !== undefined) {
-    for (const [name, n] of Object.entries(statsDelta(statsBefore, statsAfter))) {
+    for (const [name, n] of Object.entries(withoutScriptCalls(statsDelta(statsBefore, statsAfter)))) {
       const key = commandName(backend, name)
       commands[key] = (commands[key] ?? 0) + n
     }
   }
   return {
-    requests: result.requests.total,
-    seconds: result.duration,
+    requests: result.requests,
+    seconds: result.seconds,
     wall,
     non2xx: result.non2xx,
-    errors: result.errors + result.timeouts,
+    errors: result.errors,
     commands,
     cpuMicros: after.server - before.server,
     foreign: foreignCores(busyBefore, busyAfter, after.own - before.own, wall) ?? null,
-    latencies
+    latencies: result.latencies
   }
 }
 
@@ -446,12 +505,13 @@ function concatSorted (arrays: Latencies[]): Latencies {
  */
 async function measureRoute (round: number, route: RouteName, targets: Target[], backends: Backend[], options: Options): Promise<Cell[]> {
   for (const target of targets) {
-    if (options.warmup > 0 && !interrupted) await load(target.url, target.headers, options.warmup, options.connections)
+    if (options.warmup > 0 && !interrupted) await load(target.url, target.headerSets, options.warmup, options.connections)
   }
   // Lets requests cut off by the end of the warm-up finish before the counters are read.
   await sleep(100)
-  const count = Math.max(1, Math.round(options.duration / options.slice))
-  const seconds = options.duration / count
+  const duration = route === '/race' ? options.raceDuration : options.duration
+  const count = Math.max(1, Math.round(duration / options.slice))
+  const seconds = duration / count
   const slices = new Map<VariantName, Slice[]>(targets.map((t) => [t.variant, []]))
   const retries = new Map<VariantName, number>(targets.map((t) => [t.variant, 0]))
   for (let k = 0; k < count && !interrupted; k++) {
@@ -474,7 +534,7 @@ async function measureRoute (round: number, route: RouteName, targets: Target[],
     }
     const latencies = concatSorted(list.map((s) => s.latencies))
     const wall = sum((s) => s.wall)
-    const sample = await sampleSetCookie(target.url, target.headers, options.samples)
+    const sample = await sampleSetCookie(target.url, target.headerSets[0], options.samples)
     cells.push({
       round,
       variant: target.variant,
@@ -490,10 +550,35 @@ async function measureRoute (round: number, route: RouteName, targets: Target[],
       cpuMicros: sum((s) => s.cpuMicros),
       cpuShare: sum((s) => s.cpuMicros) / (wall * 1e6),
       foreign: list.some((s) => s.foreign === null) ? null : sum((s) => (s.foreign ?? 0) * s.wall) / wall,
-      retries: retries.get(target.variant) ?? 0
+      retries: retries.get(target.variant) ?? 0,
+      ...(route === '/race' ? { race: await countLost(target) } : {})
     })
   }
   return cells
+}
+
+/**
+ * After a /race cell (warm-up, slices and samples, every request of it): the counters stored in
+ * each session, read back through /dump, against the 2xx responses the server sent. Every 2xx
+ * response stood for one increment of a key no other request was writing at the same time, so
+ * any difference is an update a save lost.
+ */
+async function countLost (target: Target): Promise<RaceCount> {
+  // Requests cut off when the load stopped are still being answered: let them finish.
+  await sleep(200)
+  const base = target.url.slice(0, target.url.lastIndexOf('/'))
+  let stored = 0
+  let keys = 0
+  let served = 0
+  for (const headers of target.headerSets) {
+    const response = await fetch(`${base}/dump`, { headers })
+    if (!response.ok) throw new Error(`${target.variant} /dump answered ${response.status}: ${(await response.text()).slice(0, 500)}`)
+    const dump = await response.json() as RaceDump
+    stored += dump.sum
+    keys += dump.keys
+    served = dump.served
+  }
+  return { served, stored, lost: served - stored, keys, sessions: target.headerSets.length }
 }
 
 /**
@@ -559,12 +644,17 @@ async function main (): Promise<void> {
     skipped: {}
   }
 
-  const backends: Partial<Record<'redis' | 'memcached', Backend>> = {}
+  const backends: Partial<Record<BackendName, Backend>> = {}
   const needs = new Set(options.variants.map((v) => VARIANT_BACKEND[v]))
   if (needs.has('redis')) {
     backends.redis = await startRedis()
     running.backends.push(backends.redis)
     log(`redis-server on 127.0.0.1:${backends.redis.port}`)
+  }
+  if (needs.has('filesystem')) {
+    backends.filesystem = startFilesystem()
+    running.backends.push(backends.filesystem)
+    log(`filesystem store in ${backends.filesystem.directory as string}`)
   }
   if (needs.has('memcached')) {
     try {
@@ -580,15 +670,15 @@ async function main (): Promise<void> {
     pin(process.pid, OTHER_CPUS)
     for (const backend of Object.values(backends)) pin(backend.pid, OTHER_CPUS)
   }
-  const ports: Record<string, number> = {}
-  if (backends.redis !== undefined) ports.redis = backends.redis.port
-  if (backends.memcached !== undefined) ports.memcached = backends.memcached.port
+  const places: BackendPlaces = { redis: backends.redis?.port, memcached: backends.memcached?.port, directory: backends.filesystem?.directory }
 
   let variants = options.variants.filter((v) => meta.skipped[v] === undefined)
-  const slices = Math.max(1, Math.round(options.duration / options.slice))
-  const perCell = options.warmup + 0.1 + options.duration + slices * 0.3 + options.samples * 0.003
-  const cellsPerRound = variants.reduce((n, v) => n + options.routes.filter((r) => (VARIANT_ROUTES[v] ?? ROUTES).includes(r)).length, 0)
-  const estimate = options.rounds * (cellsPerRound * perCell + variants.length * 1.5)
+  const perCell = (route: RouteName): number => {
+    const duration = route === '/race' ? options.raceDuration : options.duration
+    return options.warmup + 0.1 + duration + Math.max(1, Math.round(duration / options.slice)) * 0.3 + options.samples * 0.003
+  }
+  const perRound = variants.reduce((n, v) => n + options.routes.filter((r) => (VARIANT_ROUTES[v] ?? ROUTES).includes(r)).reduce((t, r) => t + perCell(r), 0), 0)
+  const estimate = options.rounds * (perRound + variants.length * 1.5)
   log(`${options.rounds} round(s) × ${variants.length} variant(s) × ${options.routes.length} route(s): about ${Math.ceil(estimate / 60)} min`)
 
   const cells: Cell[] = []
@@ -599,7 +689,7 @@ async function main (): Promise<void> {
       for (const variant of variants) {
         if (interrupted) break
         try {
-          const server = await startChild(variant, ports, options.cpuProf ? `${variant}-round${round}` : undefined)
+          const server = await startChild(variant, places, options.cpuProf ? `${variant}-round${round}` : undefined)
           servers.set(variant, server)
           if (options.pin) pin(server.pid, SERVER_CPU)
         } catch (err) {
@@ -619,20 +709,27 @@ async function main (): Promise<void> {
           if (!(VARIANT_ROUTES[variant] ?? ROUTES).includes(route)) continue
           const server = servers.get(variant) as ServerChild
           const backendName = VARIANT_BACKEND[variant]
-          const cookie = await login(`http://127.0.0.1:${server.port}`, variant)
+          const headerSets: Array<Record<string, string>> = []
+          const sessions = spec.sessions === 'each' ? options.connections : spec.sessions
+          for (let i = 0; i < sessions; i++) {
+            const cookie = await login(`http://127.0.0.1:${server.port}`, variant)
+            headerSets.push(spec.cookie ? { cookie } : {})
+          }
           targets.push({
             variant,
             server,
             backend: backendName === undefined ? undefined : backends[backendName],
             url: `http://127.0.0.1:${server.port}${spec.path}`,
-            headers: spec.cookie ? { cookie } : {}
+            headerSets
           })
         }
         for (const cell of await measureRoute(round, route, targets, Object.values(backends), options)) {
           cells.push(cell)
           const commands = Object.entries(cell.commands).map(([name, n]) => `${name} ${(n / Math.max(cell.requests, 1)).toFixed(2)}`).join(' ')
+          const race = cell.race === undefined ? '' : `  lost ${cell.race.lost} of ${cell.race.served}`
           log(`[round ${round}/${options.rounds}] ${route.padEnd(8)} ${cell.variant.padEnd(21)} ${Math.round(cell.requests / cell.seconds).toString().padStart(6)} req/s  ` +
-            `${(cell.cpuMicros / Math.max(cell.requests, 1)).toFixed(1).padStart(6)} µs CPU/req  set-cookie ${cell.setCookie.toFixed(2)}  ${commands}`)
+            `${(cell.cpuMicros / Math.max(cell.requests, 1)).toFixed(1).padStart(6)} µs CPU/req  set-cookie ${cell.setCookie.toFixed(2)}  ${commands}${race}` +
+            (cell.non2xx + cell.errors > 0 ? `  non-2xx ${cell.non2xx} errors ${cell.errors}` : ''))
         }
       }
     } finally {
@@ -658,8 +755,9 @@ function publish (cells: Cell[], meta: Meta, options: Options): void {
   const markdown = renderMarkdown(summaries, checks, meta)
   process.stdout.write(`\n${markdown}`)
   mkdirSync(RESULTS_DIR, { recursive: true })
-  writeFileSync(`${RESULTS_DIR}latest.md`, `# Latest benchmark run\n\n${markdown}`)
-  log(`wrote ${RESULTS_DIR}latest.md (raw measurements: latest.json)`)
+  writeFileSync(`${RESULTS_DIR}latest.md`, `# Latest benchmark run\n\n![Requests per second by route](latest.svg)\n\n${markdown}`)
+  writeFileSync(`${RESULTS_DIR}latest.svg`, renderChart(summaries, meta))
+  log(`wrote ${RESULTS_DIR}latest.md, latest.svg (raw measurements: latest.json)`)
   if (options.updateReadme) updateReadme(markdown)
   const missed = checks.filter((c) => c.official && !c.met)
   if (missed.length > 0) log(`targets missed: ${missed.map((c) => `${c.variant} ${c.route} ${c.what} (${c.measured})`).join('; ')}`)

@@ -9,7 +9,7 @@ import fastifyStatic from '@fastify/static'
 import { createClient } from 'redis'
 import { parse, stringify } from 'devalue'
 import { fileURLToPath } from 'node:url'
-import type { ChildMessage, ParentMessage, VariantName } from './protocol.js'
+import type { ChildMessage, ParentMessage, RaceDump, VariantName } from './protocol.js'
 import { LOGIN_USER, NEW_USER, SECRET, SESSION_TTL_SECONDS, STATIC_PREFIX } from './protocol.js'
 
 const PUBLIC_DIR = fileURLToPath(new URL('./public/', import.meta.url))
@@ -30,6 +30,10 @@ interface Handlers {
   read (request: FastifyRequest): Promise<unknown>
   write (request: FastifyRequest): Promise<unknown>
   create (request: FastifyRequest): Promise<unknown>
+  /** /race: increments the counter of the request's connection in its session. */
+  race (request: FastifyRequest): Promise<unknown>
+  /** /dump: reads the /race counters back (see RaceDump). */
+  dump (request: FastifyRequest): Promise<RaceDump>
 }
 
 /** A variant: registers its plugins on `app`, returns its handlers and what to close afterwards. */
@@ -49,8 +53,49 @@ function sessionOf (request: FastifyRequest): SessionLike {
   return (request as unknown as { session: SessionLike }).session
 }
 
+/**
+ * /race bookkeeping. Each keep-alive connection gets a counter key of its own (`c0`, `c1`, …):
+ * requests on one connection come one after another, so two requests that overlap in time
+ * always write distinct keys, and any increment missing at the end was lost by a save, not by
+ * two requests legitimately writing the same key. `served` counts the 2xx responses the server
+ * actually sent, which is what the stored counters must add up to.
+ */
+const race = {
+  slots: new WeakMap<object, string>(),
+  names: new Set<string>(),
+  // Never reset: a connection that outlives a /login keeps a name no newer connection gets.
+  next: 0,
+  served: 0,
+  reset (): void {
+    this.names = new Set()
+    this.served = 0
+  },
+  slotOf (request: FastifyRequest): string {
+    const socket = request.raw.socket
+    let slot = this.slots.get(socket)
+    if (slot === undefined) {
+      slot = `c${this.next++}`
+      this.slots.set(socket, slot)
+    }
+    // Counted only once per /login, however often the connection comes back.
+    this.names.add(slot)
+    return slot
+  }
+}
+
+/**
+ * A route-level onSend hook runs after the app-level ones, where both plugins save: a 2xx here is
+ * an increment whose save succeeded. Counted here rather than on the client, which misses the
+ * replies to requests cut off when the load stops, though their saves happened.
+ */
+function countServed (_request: FastifyRequest, reply: { statusCode: number }, payload: unknown, done: (err: null, payload: unknown) => void): void {
+  if (reply.statusCode >= 200 && reply.statusCode < 300) race.served++
+  done(null, payload)
+}
+
 const sessionHandlers: Handlers = {
   async login (request) {
+    race.reset()
     const session = sessionOf(request)
     session.set('user', LOGIN_USER)
     session.set('counter', 0)
@@ -68,7 +113,30 @@ const sessionHandlers: Handlers = {
   async create (request) {
     sessionOf(request).set('user', NEW_USER)
     return { user: NEW_USER }
+  },
+  async race (request) {
+    const session = sessionOf(request)
+    const slot = race.slotOf(request)
+    const count = (session.get(slot) as number | undefined ?? 0) + 1
+    session.set(slot, count)
+    return { count }
+  },
+  async dump (request) {
+    const session = sessionOf(request)
+    let sum = 0
+    let keys = 0
+    for (const name of race.names) {
+      const value = session.get(name)
+      if (typeof value === 'number') { sum += value; keys++ }
+    }
+    return { sum, keys, served: race.served }
   }
+}
+
+/** For the variants without sessions, which never run /race. */
+const noRace: Pick<Handlers, 'race' | 'dump'> = {
+  async race () { return { count: 0 } },
+  async dump () { return { sum: 0, keys: 0, served: 0 } }
 }
 
 // The least work any Redis-backed session can do with node-redis: the same round trips and the
@@ -105,7 +173,8 @@ function floor (clientOptions: { commandOptions?: { timeout: number } }): Setup 
           // A counter, not a random id: the floor has no id to generate, only a key to fill.
           await client.set(`floor:new:${next++}`, stringify({ data: { user: NEW_USER } } satisfies SessionRecord), { expiration })
           return { user: NEW_USER }
-        }
+        },
+        ...noRace
       },
       close: async () => { await client.close() }
     }
@@ -119,7 +188,8 @@ const setups: Record<VariantName, Setup> = {
         async login () { return { user: LOGIN_USER } },
         async read () { return { user: LOGIN_USER } },
         async write () { return { counter: 1 } },
-        async create () { return { user: NEW_USER } }
+        async create () { return { user: NEW_USER } },
+        ...noRace
       }
     }
   },
@@ -133,7 +203,9 @@ const setups: Record<VariantName, Setup> = {
 
   'quart-memory': quart('memory'),
   'quart-redis': quart('redis'),
+  'quart-redis-csc': quart('redis-csc'),
   'quart-memcached': quart('memcached'),
+  'quart-filesystem': quart('filesystem'),
 
   // As @fastify/session's README recommends for production: a real store, no saving of empty
   // sessions, no rolling cookie. Loaded untyped: its type declarations augment `request.session`
@@ -157,7 +229,7 @@ const setups: Record<VariantName, Setup> = {
 }
 
 // Signed cookies, as @fastify/session always signs: the comparison then carries the same HMAC work.
-function quart (type: 'memory' | 'redis' | 'memcached'): Setup {
+function quart (kind: 'memory' | 'redis' | 'redis-csc' | 'memcached' | 'filesystem'): Setup {
   return async (app) => {
     // Imported when used, so that the other variants run before the plugin exists or when it is broken.
     const { default: quartSession } = await import('../lib/index.js')
@@ -165,10 +237,16 @@ function quart (type: 'memory' | 'redis' | 'memcached'): Setup {
     // own from the header, and @fastify/cookie stops parsing every cookie of every request (a
     // global hook that /anon and /static would otherwise pay for, though the plugin adds none there).
     await app.register(fastifyCookie, { hook: false })
-    const backend = type === 'redis'
-      ? { uri: redisUrl() }
-      : type === 'memcached' ? { servers: `127.0.0.1:${env('BENCH_MEMCACHED_PORT')}` } : {}
-    await app.register(quartSession, { type, ...backend, secret: SECRET, maxAge: SESSION_TTL_SECONDS })
+    const backend = {
+      memory: { type: 'memory' },
+      redis: { type: 'redis', uri: redisUrl() },
+      // node-redis's RESP3 client-side cache: an unchanged session read from it costs no command.
+      'redis-csc': { type: 'redis', uri: redisUrl(), clientSideCache: true },
+      memcached: { type: 'memcached', servers: `127.0.0.1:${env('BENCH_MEMCACHED_PORT')}` },
+      // The folder run.ts made for this run (and removes); the store's defaults otherwise.
+      filesystem: { type: 'filesystem', directory: env('BENCH_FS_DIR') }
+    } as const
+    await app.register(quartSession, { ...backend[kind], secret: SECRET, maxAge: SESSION_TTL_SECONDS })
     return { handlers: sessionHandlers, anonConfig: { session: false } }
   }
 }
@@ -190,6 +268,8 @@ async function main (): Promise<void> {
   app.get('/read', handlers.read)
   app.get('/write', handlers.write)
   app.get('/new', handlers.create)
+  app.get('/race', { onSend: countServed }, handlers.race)
+  app.get('/dump', handlers.dump)
   if (close !== undefined) app.addHook('onClose', close)
 
   await app.listen({ host: '127.0.0.1', port: 0 })
