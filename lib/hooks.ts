@@ -234,12 +234,25 @@ export function createSaveHook (backend: Backend): SaveHook {
     sendCookie(request, reply, session)
   }
 
+  // The save in flight per session: a second send while it runs (an async handler that called
+  // reply.redirect() without returning it makes Fastify send again) waits for it, so the first
+  // response, the one that goes out, carries the cookie.
+  const pending = new WeakMap<Session, Promise<void>>()
+
   return function saveSession (request, reply, payload, done) {
     const session = request[kSession]
-    // No session (opted out, or its load failed), or already saved (an error reply runs onSend again).
-    if (session === null || session[kDone]) {
+    if (session === null) {
       done(null, payload)
       return
+    }
+    if (session[kDone]) {
+      // Already saved (an error reply runs onSend again), or being saved.
+      const saving = pending.get(session)
+      if (saving === undefined) {
+        done(null, payload)
+        return
+      }
+      return saving.then(() => payload, () => payload)
     }
     session[kDone] = true
     if (!mayHaveChanged(session) && !session[kTouch]) {
@@ -248,7 +261,9 @@ export function createSaveHook (backend: Backend): SaveHook {
       done(null, payload)
       return
     }
-    return save(request, reply, session).then(() => payload)
+    const saving = save(request, reply, session)
+    pending.set(session, saving)
+    return saving.then(() => payload)
   }
 }
 

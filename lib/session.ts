@@ -2,7 +2,7 @@ import type { SessionKey, SessionValue } from '../types/index.js'
 import type { Backend } from './backend.js'
 import { FST_QUART_SESSION_CALLBACK, FST_QUART_SESSION_DISABLED, FST_QUART_SESSION_INVALID_ARGUMENT, FST_QUART_SESSION_INVALID_KEY } from './errors.js'
 import { generateId } from './id.js'
-import { snapshot } from './snapshot.js'
+import { UNCOMPARABLE, snapshot } from './snapshot.js'
 import { type SessionCookieOptions, checkSessionCookieOptions } from './cookie.js'
 import {
   kBackend, kChanged, kClearCookie, kCleared, kCookie, kCookieOptions, kCreated, kData, kDirty, kDisabled, kDone,
@@ -149,14 +149,27 @@ export class Session {
 
   /** Store `value` under `key`; `undefined` removes the key, like `delete`. */
   set<Key extends SessionKey> (key: Key, value: SessionValue<Key>): void {
-    if (typeof key !== 'string' || key === '__proto__') throw new FST_QUART_SESSION_INVALID_KEY(String(key))
+    if (typeof key !== 'string' || (key as string) === '__proto__') throw new FST_QUART_SESSION_INVALID_KEY(String(key))
     if (value === undefined) {
       this.delete(key)
       return
     }
     const data = this[kData]
-    // Setting a primitive to the value it already has changes nothing, so it costs no write.
-    if (data[key] === value && (typeof value !== 'object' || value === null) && Object.hasOwn(data, key)) return
+    const had = Object.hasOwn(data, key)
+    if (typeof value !== 'object' || value === null) {
+      // Setting a primitive to the value it already has changes nothing, so it costs no write.
+      if (had && data[key] === value) return
+    } else if (had && this[kChanged]?.has(key) !== true) {
+      // An object in place of the loaded one (`set('flash', {})` on every page) is a change only if
+      // it differs: compared at the end, like an object handed out by `get`.
+      const exposed = this[kExposed] ??= new Map()
+      const baseline = exposed.has(key) ? exposed.get(key) : snapshot(data[key])
+      if (baseline !== UNCOMPARABLE) {
+        exposed.set(key, baseline)
+        data[key] = value
+        return
+      }
+    }
     data[key] = value
     changed(this).add(key)
   }
@@ -226,10 +239,9 @@ export class Session {
    * listed (call it at login: an id planted before login is worthless after it). To keep
    * everything, Flask-Session style: `session.regenerate(Object.keys(session.data()))`.
    */
-  regenerate (): Promise<void>
+  regenerate (keepKeys?: string[]): Promise<void>
   regenerate (callback: Callback): void
-  regenerate (keepKeys: string[]): Promise<void>
-  regenerate (keepKeys: string[], callback: Callback): void
+  regenerate (keepKeys: string[] | undefined, callback: Callback): void
   regenerate (keepKeysOrCallback?: string[] | Callback, callback?: Callback): Promise<void> | undefined {
     const keep = typeof keepKeysOrCallback === 'function' ? undefined : keepKeysOrCallback
     const cb = typeof keepKeysOrCallback === 'function' ? keepKeysOrCallback : callback

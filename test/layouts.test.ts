@@ -117,7 +117,7 @@ describe('registration layouts', () => {
     })
     app.setErrorHandler(async (error, request, reply) => {
       request.session.set('other', 'set-in-error-handler')
-      return await reply.code(error.statusCode ?? 500).send({ handled: true })
+      return await reply.code((error as { statusCode?: number }).statusCode ?? 500).send({ handled: true })
     })
     const failed = await app.inject('/fail')
     assert.equal(failed.statusCode, 418)

@@ -75,7 +75,7 @@ describe('absoluteMaxAge', () => {
     assert.ok(first)
     for (let i = 0; i < 3; i++) {
       await sleep(500)
-      const response = await app.inject({ url: '/counter', headers: { cookie: first.pair } })
+      const response: { body: string } = await app.inject({ url: '/counter', headers: { cookie: first.pair } })
       assert.equal(response.body, String(i + 2), 'writes keep working while young')
     }
     await sleep(2100)

@@ -8,8 +8,9 @@ import {
   MemcachedStore, memcachedKey, DEFAULT_MAX_VALUE_BYTES, MAX_RELATIVE_EXPIRY
 } from '../lib/stores/memcached.js'
 import { freePort } from './helpers/ports.js'
+import { eventually } from './helpers/assertions.js'
 import {
-  startMemcached, remainingTtl, rawCommand, readWith, counting, type MemcachedServer
+  startMemcached, remainingTtl, rawCommand, readWith, counting, CAS_COUNTERS, type MemcachedServer
 } from './helpers/memcached-server.js'
 
 const DAY = 24 * 60 * 60
@@ -205,6 +206,124 @@ describe('MemcachedStore against memcached', () => {
     })
   })
 
+  describe('compareAndSet with gets/cas', () => {
+    it('after a get, an uncontended write is one cas: no second read', async () => {
+      const k = key('cas-one-trip')
+      await store.set(k, 'v1', 60)
+      assert.deepEqual(await counting(server, async () => assert.equal(await store.get(k), 'v1'), CAS_COUNTERS), { cmd_get: 1 })
+      const counts = await counting(server, async () => assert.equal(await store.compareAndSet(k, 'v1', 'v2', 60), true), CAS_COUNTERS)
+      assert.deepEqual(counts, { cmd_set: 1, cas_hits: 1 })
+      assert.equal(await readWith(plain, k), 'v2')
+    })
+
+    it('without a remembered read, it is gets then cas', async () => {
+      const k = key('cas-two-trips')
+      await store.set(k, 'v1', 60)
+      const counts = await counting(server, async () => assert.equal(await store.compareAndSet(k, 'v1', 'v2', 60), true), CAS_COUNTERS)
+      assert.deepEqual(counts, { cmd_get: 1, cmd_set: 1, cas_hits: 1 })
+    })
+
+    it('a new entry is one add', async () => {
+      const k = key('cas-add')
+      const counts = await counting(server, async () => assert.equal(await store.compareAndSet(k, undefined, 'new', 60), true), CAS_COUNTERS)
+      assert.deepEqual(counts, { cmd_set: 1 })
+      assert.equal(await readWith(plain, k), 'new')
+    })
+
+    it('a change by another client since the get makes it false, and nothing is written', async () => {
+      const k = key('cas-changed')
+      await store.set(k, 'v1', 60)
+      assert.equal(await store.get(k), 'v1')
+      await new Promise((resolve, reject) => plain.set(k, 'theirs', 60, (error) => { if (error !== undefined && error !== null) reject(error); else resolve(undefined) }))
+      assert.equal(await store.compareAndSet(k, 'v1', 'mine', 60), false)
+      assert.equal(await readWith(plain, k), 'theirs')
+      assert.equal(await store.compareAndSet(k, 'v1', undefined, 60), false)
+      assert.equal(await readWith(plain, k), 'theirs')
+    })
+
+    it('an item rewritten with the same text still matches (the outdated token is checked again)', async () => {
+      const k = key('cas-same-text')
+      await store.set(k, 'same', 60)
+      assert.equal(await store.get(k), 'same')
+      await new Promise((resolve, reject) => plain.set(k, 'same', 60, (error) => { if (error !== undefined && error !== null) reject(error); else resolve(undefined) }))
+      assert.equal(await store.compareAndSet(k, 'same', 'next', 60), true)
+      assert.equal(await readWith(plain, k), 'next')
+    })
+
+    it('a conditional delete is one cas to an expired item: the key is gone, and another client sees a miss', async () => {
+      const k = key('cas-delete')
+      await store.set(k, 'v1', 60)
+      assert.equal(await store.get(k), 'v1')
+      const counts = await counting(server, async () => assert.equal(await store.compareAndSet(k, 'v1', undefined, 60), true), CAS_COUNTERS)
+      assert.deepEqual(counts, { cmd_set: 1, cas_hits: 1 })
+      assert.equal(await readWith(plain, k), undefined)
+      assert.equal(await rawCommand(server.port, `get ${k}`), 'END\r\n')
+      // The key is free again for a new entry.
+      assert.equal(await store.compareAndSet(k, undefined, 'again', 60), true)
+    })
+
+    it('writes 31-day items with the 30-day rule', async () => {
+      const k = key('cas-31-days')
+      assert.equal(await store.compareAndSet(k, undefined, 'v1', 31 * DAY), true)
+      assert.equal(await store.compareAndSet(k, 'v1', 'v2', 31 * DAY), true)
+      assert.equal(await store.get(k), 'v2')
+      const ttl = await remainingTtl(server.port, k)
+      assert.ok(ttl !== undefined && Math.abs(ttl - 31 * DAY) <= CLOCK_SLACK, `TTL ${ttl}`)
+    })
+
+    it('refuses an oversize value before sending anything', async () => {
+      const k = key('cas-too-large')
+      await store.set(k, 'small', 60)
+      const counts = await counting(server, async () => {
+        await assert.rejects(store.compareAndSet(k, 'small', 'v'.repeat(DEFAULT_MAX_VALUE_BYTES + 1), 60), { code: 'FST_QUART_SESSION_VALUE_TOO_LARGE' })
+      }, CAS_COUNTERS)
+      assert.deepEqual(counts, {})
+      assert.equal(await store.get(k), 'small')
+    })
+
+    it('keys named cas and __proto__ (fields of the package\'s gets reply) are hashed and round-trip', async () => {
+      for (const k of ['cas', '__proto__']) {
+        assert.match(memcachedKey(k), /^sha256:/)
+        await store.set(k, `value of ${k}`, 60)
+        assert.equal(await store.get(k), `value of ${k}`)
+        assert.equal(await store.compareAndSet(k, `value of ${k}`, 'next', 60), true)
+        assert.equal(await store.get(k), 'next')
+        await store.delete(k)
+      }
+    })
+
+    it('works with a client the user built', async () => {
+      const client = new Memcached(server.location)
+      const userStore = new MemcachedStore({ client })
+      try {
+        const k = key('cas-user-client')
+        assert.equal(await userStore.compareAndSet(k, undefined, 'v1', 60), true)
+        assert.equal(await userStore.get(k), 'v1')
+        assert.equal(await userStore.compareAndSet(k, 'v1', 'v2', 60), true)
+        assert.equal(await userStore.compareAndSet(k, 'v1', 'v3', 60), false)
+        assert.equal(await readWith(plain, k), 'v2')
+      } finally {
+        await userStore.close()
+        client.end()
+      }
+    })
+  })
+
+  it('a burst of 50 requests on a cold connection pool all succeed (regression: 40 failed with "The connection pool is full")', async () => {
+    const k = key('burst')
+    await store.set(k, 'value', 60)
+    // No ready(): the store has no connection yet, as after the package closed idle ones.
+    const cold = new MemcachedStore({ servers: server.location })
+    try {
+      const results = await Promise.allSettled(Array.from({ length: 50 }, async () => await cold.get(k)))
+      const failed = results.filter((result) => result.status === 'rejected')
+      assert.deepEqual(failed, [])
+      assert.ok(results.every((result) => result.status === 'fulfilled' && result.value === 'value'))
+    } finally {
+      await cold.close()
+    }
+  })
+
   it('uses a client the user built and never ends it', async () => {
     const client = new Memcached(server.location)
     let ended = 0
@@ -237,10 +356,11 @@ describe('MemcachedStore against memcached', () => {
     } finally {
       server.thaw()
     }
-    // A connection the timed-out command was written to may still deliver its reply late; the
-    // next commands must not get it in their place.
+    // The store skips the server until a check answers (`retry`). A connection the timed-out
+    // command was written to may still deliver its reply late; the next commands must not get it
+    // in their place.
     const other = key('after-freeze')
-    await quick.set(other, 'fresh', 60)
+    await eventually(async () => { await quick.set(other, 'fresh', 60) }, 50)
     assert.equal(await quick.get(other), 'fresh')
     assert.equal(await quick.get(k), 'value')
     await quick.close()

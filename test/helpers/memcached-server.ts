@@ -96,14 +96,16 @@ export async function readWith (client: Memcached, key: string): Promise<unknown
 }
 
 const COUNTERS = ['cmd_get', 'cmd_set', 'cmd_touch', 'delete_hits', 'delete_misses']
+/** The counters above plus the outcomes of `cas` (a `cas` also counts as a `cmd_set`). */
+export const CAS_COUNTERS = [...COUNTERS, 'cas_hits', 'cas_badval', 'cas_misses']
 
 /** How much each command counter of `server` grew while `action` ran. */
-export async function counting (server: MemcachedServer, action: () => Promise<unknown>): Promise<Record<string, number>> {
+export async function counting (server: MemcachedServer, action: () => Promise<unknown>, counters = COUNTERS): Promise<Record<string, number>> {
   const before = await server.stats()
   await action()
   const after = await server.stats()
   const grown: Record<string, number> = {}
-  for (const name of COUNTERS) {
+  for (const name of counters) {
     const n = Number(after[name]) - Number(before[name])
     if (n !== 0) grown[name] = n
   }

@@ -1,5 +1,5 @@
 import { createClient, createCluster, type RedisClientType, type RedisClusterType } from 'redis'
-import { startRedisCluster, type RedisClusterServers } from './redis-server.js'
+import { startRedisCluster, type ClusterOptions, type RedisClusterServers } from './redis-server.js'
 
 export interface ClusterWithClients {
   servers: RedisClusterServers
@@ -13,8 +13,8 @@ export interface ClusterWithClients {
   close: () => Promise<void>
 }
 
-export async function startClusterWithClients (): Promise<ClusterWithClients> {
-  const servers = await startRedisCluster()
+export async function startClusterWithClients (options: ClusterOptions = {}): Promise<ClusterWithClients> {
+  const servers = await startRedisCluster(options)
   const nodes = new Map<number, RedisClientType>()
   const cluster: RedisClusterType = createCluster({ rootNodes: servers.urls.map((url) => ({ url })) })
   const close = async (): Promise<void> => {

@@ -26,10 +26,22 @@ export interface RedisServer {
 }
 
 export interface RedisClusterServers {
+  /** The masters as created (with `replicas`, their replicas are in `replicaPorts`). */
   ports: number[]
   /** `redis://127.0.0.1:<port>` of each master, for `createCluster({ rootNodes })`. */
   urls: string[]
+  /** Port of each master's replica, keyed by the master's port (empty without `replicas`). */
+  replicaPorts: Map<number, number>
+  /** SIGKILL one node: no shutdown, as when its host dies. */
+  kill (port: number): Promise<void>
   stop (): Promise<void>
+}
+
+export interface ClusterOptions {
+  /** One replica per master when true. Default false. */
+  replicas?: boolean
+  /** `cluster-node-timeout`: how long a silent node takes to be declared failed. Default 5000. */
+  nodeTimeoutMs?: number
 }
 
 /** Runs `redis-cli` against one server and returns its trimmed output. */
@@ -58,23 +70,26 @@ export async function startRedis (): Promise<RedisServer> {
   }
 }
 
-export async function startRedisCluster (): Promise<RedisClusterServers> {
+export async function startRedisCluster (options: ClusterOptions = {}): Promise<RedisClusterServers> {
   const dir = await mkdtemp(join(tmpdir(), 'quart-session-cluster-'))
+  const nodeCount = options.replicas === true ? 6 : 3
   const children: ChildProcess[] = []
   const ports: number[] = []
   const stop = async (): Promise<void> => {
     await Promise.all(children.map(kill))
     await rm(dir, { recursive: true, force: true })
   }
+  const replicaPorts = new Map<number, number>()
+  let masters: number[] = ports
   try {
-    while (ports.length < 3) {
+    while (ports.length < nodeCount) {
       const port = await freeClusterPort()
       const nodeDir = join(dir, String(port))
       await mkdir(nodeDir)
       const child = await launchRedis(port, nodeDir, [
         '--cluster-enabled', 'yes',
         '--cluster-config-file', 'nodes.conf',
-        '--cluster-node-timeout', '5000'
+        '--cluster-node-timeout', String(options.nodeTimeoutMs ?? 5000)
       ], true)
       if (child === undefined) continue
       children.push(child)
@@ -82,16 +97,52 @@ export async function startRedisCluster (): Promise<RedisClusterServers> {
     }
     await run('redis-cli', [
       '--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`),
-      '--cluster-replicas', '0', '--cluster-yes'
+      '--cluster-replicas', options.replicas === true ? '1' : '0', '--cluster-yes'
     ], { timeout: 30_000 })
     for (const port of ports) {
       await waitFor(async () => (await redisCli(port, 'cluster', 'info')).includes('cluster_state:ok'), `cluster state ok on ${port}`)
+    }
+    if (options.replicas === true) {
+      // redis-cli decides who replicates whom; CLUSTER NODES says, once every replica has synced.
+      await waitFor(async () => {
+        const pairs = replicasOf(await redisCli(ports[0], 'cluster', 'nodes'))
+        if (pairs.size < 3) return false
+        for (const replica of pairs.values()) {
+          if (!(await redisCli(replica, 'info', 'replication')).includes('master_link_status:up')) return false
+        }
+        for (const [master, replica] of pairs) replicaPorts.set(master, replica)
+        return true
+      }, 'every replica to sync')
+      masters = [...replicaPorts.keys()]
     }
   } catch (error) {
     await stop()
     throw error
   }
-  return { ports, urls: ports.map((p) => `redis://127.0.0.1:${p}`), stop }
+  return {
+    ports: masters,
+    urls: masters.map((p) => `redis://127.0.0.1:${p}`),
+    replicaPorts,
+    async kill (port) {
+      const child = children[ports.indexOf(port)]
+      if (child !== undefined) await kill(child)
+    },
+    stop
+  }
+}
+
+/** Master port → replica port, from CLUSTER NODES lines (`id host:port@bus flags master-id …`). */
+function replicasOf (nodes: string): Map<number, number> {
+  const lines = nodes.split('\n').map((line) => line.split(' '))
+  const portOf = (address: string): number => Number(address.split('@')[0].split(':').pop())
+  const byId = new Map(lines.map((fields) => [fields[0], portOf(fields[1] ?? '')]))
+  const pairs = new Map<number, number>()
+  for (const fields of lines) {
+    if (fields[2]?.includes('slave') !== true) continue
+    const master = byId.get(fields[3])
+    if (master !== undefined) pairs.set(master, portOf(fields[1]))
+  }
+  return pairs
 }
 
 export async function launchRedis (port: number, dir: string, extra: string[], mayFail: boolean): Promise<ChildProcess | undefined> {
@@ -152,4 +203,48 @@ export async function commandCounts (port: number): Promise<Record<string, numbe
     counts[match[1]] = Number(match[2])
   }
   return counts
+}
+
+export interface FailoverReport {
+  /** Milliseconds from the kill until every session read back. */
+  recoveredMs: number
+  /** Requests answered 503 meanwhile. */
+  unavailable: number
+}
+
+/**
+ * Reads every session through `app` again and again after a server was killed, until all read
+ * back. Each answer must be a 503 with a backend-down code or the session's data (never a fresh,
+ * empty session) and must come within `boundMs` (no hang). Gives up after a minute.
+ */
+export async function readThroughFailover (
+  app: { inject: (options: { url: string, headers: Record<string, string> }) => Promise<{ statusCode: number, body: string, json: <T>() => T }> },
+  sessions: Array<{ cookie: string }>,
+  expected: { url: string, body: string },
+  boundMs: number,
+  killedAt: number
+): Promise<FailoverReport> {
+  let unavailable = 0
+  for (;;) {
+    if (Date.now() - killedAt > 60_000) throw new Error(`not recovered a minute after the kill (${unavailable} requests answered 503)`)
+    let all = true
+    for (const { cookie } of sessions) {
+      const started = Date.now()
+      const response = await app.inject({ url: expected.url, headers: { cookie } })
+      const took = Date.now() - started
+      if (took >= boundMs) throw new Error(`a request took ${took} ms during the failover`)
+      if (response.statusCode === 503) {
+        const { code } = response.json<{ code: string }>()
+        if (code !== 'FST_QUART_SESSION_BACKEND' && code !== 'FST_QUART_SESSION_TIMEOUT') throw new Error(`503 with ${code}`)
+        unavailable++
+        all = false
+        continue
+      }
+      if (response.statusCode !== 200 || response.body !== expected.body) {
+        throw new Error(`expected 200 ${expected.body} or a 503, got ${response.statusCode} ${response.body}`)
+      }
+    }
+    if (all) return { recoveredMs: Date.now() - killedAt, unavailable }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
 }
