@@ -309,7 +309,7 @@ describe('MemcachedStore against memcached', () => {
     })
   })
 
-  it('a burst of 50 requests on a cold connection pool all succeed (regression: 40 failed with "The connection pool is full")', async () => {
+  it('a burst of 50 concurrent reads on a store with no connection yet all succeed', async () => {
     const k = key('burst')
     await store.set(k, 'value', 60)
     // No ready(): the store has no connection yet, as after the package closed idle ones.
