@@ -9,7 +9,8 @@ import type { FastifyInstance } from 'fastify'
 import { RedisStore } from '../lib/stores/redis.js'
 import { sessionOf } from './helpers/app.js'
 import { backendApp } from './helpers/backend-app.js'
-import { redisCli, readThroughFailover } from './helpers/redis-server.js'
+import { redisCli, readThroughFailover, resetCommandStats, commandCounts } from './helpers/redis-server.js'
+import { eventually } from './helpers/assertions.js'
 import { startSentinelSetup, type SentinelSetup } from './helpers/redis-sentinel.js'
 
 // Far above the 1 s timeout of the app under test: "no hang", not a performance bar.
@@ -39,6 +40,24 @@ describe('Redis behind Sentinel', { timeout: 120_000 }, () => {
     await store.close()
     const after = clientsOf(await redisCli(setup.masterPort, 'client', 'list'))
     assert.ok(after < before, `the store's connections to the master are closed (${before} → ${after})`)
+  })
+
+  it('with clientSideCache, a repeated read costs the master no command and a change elsewhere is seen', async () => {
+    const store = new RedisStore({ sentinel: { name: setup.name, nodes: setup.nodes }, clientSideCache: {}, timeout: 1 })
+    await store.ready()
+    try {
+      const k = key('cached')
+      await redisCli(setup.masterPort, 'set', k, 'v1')
+      assert.equal(await store.get(k), 'v1')
+      await resetCommandStats(setup.masterPort)
+      assert.equal(await store.get(k), 'v1')
+      // The sentinels PING, INFO and PUBLISH to the master all along: only the GET matters here.
+      assert.equal((await commandCounts(setup.masterPort)).get, undefined, 'served from the cache')
+      await redisCli(setup.masterPort, 'set', k, 'v2')
+      await eventually(async () => { assert.equal(await store.get(k), 'v2') }, 1)
+    } finally {
+      await store.close()
+    }
   })
 
   it('a master name the sentinels do not know fails ready() with FST_QUART_SESSION_CONNECT', async () => {
