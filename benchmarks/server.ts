@@ -237,16 +237,17 @@ function quart (kind: 'memory' | 'redis' | 'redis-csc' | 'memcached' | 'filesyst
     // own from the header, and @fastify/cookie stops parsing every cookie of every request (a
     // global hook that /anon and /static would otherwise pay for, though the plugin adds none there).
     await app.register(fastifyCookie, { hook: false })
-    const backend = {
-      memory: { type: 'memory' },
-      redis: { type: 'redis', uri: redisUrl() },
+    // Functions: only the chosen backend's place is read from the environment.
+    const backends = {
+      memory: () => ({ type: 'memory' as const }),
+      redis: () => ({ type: 'redis' as const, uri: redisUrl() }),
       // node-redis's RESP3 client-side cache: an unchanged session read from it costs no command.
-      'redis-csc': { type: 'redis', uri: redisUrl(), clientSideCache: true },
-      memcached: { type: 'memcached', servers: `127.0.0.1:${env('BENCH_MEMCACHED_PORT')}` },
+      'redis-csc': () => ({ type: 'redis' as const, uri: redisUrl(), clientSideCache: true }),
+      memcached: () => ({ type: 'memcached' as const, servers: `127.0.0.1:${env('BENCH_MEMCACHED_PORT')}` }),
       // The folder run.ts made for this run (and removes); the store's defaults otherwise.
-      filesystem: { type: 'filesystem', directory: env('BENCH_FS_DIR') }
+      filesystem: () => ({ type: 'filesystem' as const, directory: env('BENCH_FS_DIR') })
     } as const
-    await app.register(quartSession, { ...backend[kind], secret: SECRET, maxAge: SESSION_TTL_SECONDS })
+    await app.register(quartSession, { ...backends[kind](), secret: SECRET, maxAge: SESSION_TTL_SECONDS })
     return { handlers: sessionHandlers, anonConfig: { session: false } }
   }
 }
