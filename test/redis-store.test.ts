@@ -104,17 +104,22 @@ describe('RedisStore against redis-server', () => {
   })
 
   describe('compareAndSet', () => {
-    it('is one EVALSHA once the script is known, and loads it with EVAL after a NOSCRIPT', async () => {
+    it('is one SET NX for a new key, one EVALSHA once the script is known, and loads it with EVAL after a NOSCRIPT', async () => {
       await plain.scriptFlush()
       const k = key('cas-count')
       await resetCommandStats(server.port)
+      // A new key needs no script: SET NX.
       assert.equal(await store.compareAndSet(k, undefined, 'v1', 60), true)
+      assert.deepEqual(await commandCounts(server.port), { set: 1 })
+      assert.equal(await store.compareAndSet(k, undefined, 'v0', 60), false)
+      await resetCommandStats(server.port)
+      assert.equal(await store.compareAndSet(k, 'v1', 'v2', 60), true)
       // The first call after a flush finds no script: one failed EVALSHA, one EVAL that caches it.
       assert.deepEqual(await commandCounts(server.port), { evalsha: 1, eval: 1, get: 1, set: 1 })
       await resetCommandStats(server.port)
-      assert.equal(await store.compareAndSet(k, 'v1', 'v2', 60), true)
+      assert.equal(await store.compareAndSet(k, 'v2', 'v3', 60), true)
       assert.deepEqual(await commandCounts(server.port), { evalsha: 1, get: 1, set: 1 })
-      assert.equal(await plain.get(k), 'v2')
+      assert.equal(await plain.get(k), 'v3')
     })
 
     it('writes the TTL with the value, and TTL 0 means no expiry', async () => {

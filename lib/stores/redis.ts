@@ -26,7 +26,7 @@ export interface RedisLike {
   connect (): Promise<unknown>
   destroy (): unknown
   get (key: string): Promise<string | null>
-  set (key: string, value: string, options?: { expiration: { type: 'EX', value: number } }): Promise<unknown>
+  set (key: string, value: string, options?: { expiration?: { type: 'EX', value: number }, condition?: 'NX' }): Promise<unknown>
   del (key: string): Promise<unknown>
   expire (key: string, seconds: number): Promise<unknown>
   persist (key: string): Promise<unknown>
@@ -234,6 +234,11 @@ export class RedisStore implements SessionStore {
    * NOSCRIPT once; `EVAL` then runs it and leaves it cached there, all within one timeout.
    */
   async compareAndSet (key: string, expected: string | undefined, value: string | undefined, ttlSeconds: number): Promise<boolean> {
+    if (expected === undefined && value !== undefined) {
+      // A new session: SET NX does it natively (a key of any type counts as present).
+      const options = ttlSeconds > 0 ? { condition: 'NX' as const, expiration: { type: 'EX' as const, value: ttlSeconds } } : { condition: 'NX' as const }
+      return await this.#run('SET', () => this.#client.set(key, value, options)) !== null
+    }
     const call: ScriptCall = {
       keys: [key],
       arguments: [
