@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { createClient, createSentinel, TimeoutError } from 'redis'
+import { BasicClientSideCache, createClient, createSentinel, TimeoutError } from 'redis'
 import type { SessionStore } from '../store.js'
 import {
   FST_QUART_SESSION_BACKEND,
@@ -96,6 +96,77 @@ const reconnectDelay = (retries: number): number => Math.min(50 * 2 ** retries, 
 const ignoreError: ErrorListener = () => {}
 
 /**
+ * The read cache of the store's own client with `clientSideCache`. node-redis's cache answers a
+ * hit through its whole command path and a `structuredClone` of the reply, which costs more
+ * server CPU than the round trip it saves; session records are immutable strings, so the store
+ * keeps them itself, key by key. node-redis still turns tracking on and delivers Redis's
+ * invalidation pushes here; its own copy of each reply is not kept.
+ */
+class SessionReadCache extends BasicClientSideCache {
+  readonly #values = new Map<string, { value: string, expires: number }>()
+  /** Reads in flight: an invalidation that arrives before the reply is used drops the reply. */
+  readonly #pending = new Map<string, object>()
+  readonly #max: number
+  readonly #ttl: number
+
+  constructor (config: { maxEntries: number, ttl: number }) {
+    super({ ...config, evictPolicy: 'LRU', recordStats: false })
+    this.#max = config.maxEntries
+    this.#ttl = config.ttl
+  }
+
+  lookup (key: string): string | undefined {
+    const entry = this.#values.get(key)
+    if (entry === undefined) return undefined
+    if (entry.expires !== 0 && entry.expires <= Date.now()) {
+      this.#values.delete(key)
+      return undefined
+    }
+    return entry.value
+  }
+
+  /** Before a read is sent: a token that `remember` needs, so a reply overtaken by an invalidation is not kept. */
+  reading (key: string): object {
+    const token = {}
+    this.#pending.set(key, token)
+    return token
+  }
+
+  remember (key: string, token: object, value: string | undefined): void {
+    if (this.#pending.get(key) !== token) return
+    this.#pending.delete(key)
+    if (value === undefined) return
+    const values = this.#values
+    values.delete(key)
+    values.set(key, { value, expires: this.#ttl > 0 ? Date.now() + this.#ttl : 0 })
+    // Least recently stored first out: insertion order is Map iteration order.
+    if (values.size > this.#max) values.delete(values.keys().next().value as string)
+  }
+
+  override async handleCache (_client: unknown, parser: { preserve?: unknown }, fn: () => Promise<unknown>, transformReply?: (reply: any, preserve?: any, typeMapping?: any) => unknown, typeMapping?: unknown): Promise<any> {
+    const reply = await fn()
+    return transformReply === undefined ? reply : transformReply(reply, parser.preserve, typeMapping)
+  }
+
+  override invalidate (key: unknown): void {
+    if (key === null) {
+      this.clear(false)
+      return
+    }
+    const name = String(key)
+    this.#values.delete(name)
+    this.#pending.delete(name)
+    super.invalidate(key as never)
+  }
+
+  override clear (resetStats?: boolean): void {
+    this.#values.clear()
+    this.#pending.clear()
+    super.clear(resetStats)
+  }
+}
+
+/**
  * Sessions in Redis: one `SET key value EX ttl` per write, `GET` per read, `DEL`, `EXPIRE`.
  * Keys arrive already prefixed by the core.
  */
@@ -106,6 +177,8 @@ export class RedisStore implements SessionStore {
   /** Where errors say the backend is: the URI without its password, or a description. */
   readonly #where: string
   readonly #timeoutMs: number
+  /** The store's own read cache (clientSideCache on a client it created), or undefined. */
+  readonly #cache: SessionReadCache | undefined
   #listening = false
 
   constructor (options: RedisStoreOptions = {}) {
@@ -130,6 +203,7 @@ export class RedisStore implements SessionStore {
       }
       this.#client = client
       this.#owned = undefined
+      this.#cache = undefined
       this.#where = 'the Redis client given as "client"'
       return
     }
@@ -141,8 +215,9 @@ export class RedisStore implements SessionStore {
     const socket = { connectTimeout: this.#timeoutMs, reconnectStrategy: reconnectDelay }
     const commandOptions = { timeout: 0 }
     // Client-side caching rides on RESP3 invalidation pushes; without it RESP2 stays, the default.
-    const resp = cache === undefined ? {} : { RESP: 3 as const, clientSideCache: cache }
+    let resp = cache === undefined ? {} : { RESP: 3 as const, clientSideCache: cache as object }
     let owned: OwnedClient
+    this.#cache = undefined
     if (sentinel !== undefined) {
       if (uri !== undefined) {
         throw new FST_QUART_SESSION_INVALID_OPTION('sentinel', 'give either "uri" or "sentinel", not both')
@@ -160,7 +235,11 @@ export class RedisStore implements SessionStore {
     } else {
       const url = uri ?? DEFAULT_REDIS_URI
       this.#where = redactUri(url)
-      owned = createClient({ url, disableOfflineQueue: true, commandOptions, socket, ...resp })
+      if (cache !== undefined) {
+        this.#cache = new SessionReadCache(cache)
+        resp = { RESP: 3 as const, clientSideCache: this.#cache }
+      }
+      owned = createClient({ url, disableOfflineQueue: true, commandOptions, socket, ...resp } as Parameters<typeof createClient>[0]) as unknown as OwnedClient
     }
     owned.on('error', ignoreError)
     this.#listening = true
@@ -202,12 +281,20 @@ export class RedisStore implements SessionStore {
   }
 
   async get (key: string): Promise<string | undefined> {
+    const cache = this.#cache
+    let token: object | undefined
+    if (cache !== undefined) {
+      const cached = cache.lookup(key)
+      if (cached !== undefined) return cached
+      token = cache.reading(key)
+    }
     let value: string | null
     try {
       value = await this.#run('GET', () => this.#client.get(key))
     } catch (error) {
       throw isWrongType(error) ? await this.#wrongType(key, error) : error
     }
+    if (token !== undefined) (cache as SessionReadCache).remember(key, token, value ?? undefined)
     return value ?? undefined
   }
 
