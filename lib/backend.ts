@@ -48,6 +48,7 @@ export class Backend {
   readonly signer: CookieSigner | undefined
   /** Adapters without compareAndSet: the last write wins (documented). */
   readonly atomic: boolean
+  readonly #getLocal: ((key: string) => string | null | undefined) | undefined
 
   constructor (store: SessionStore, options: ResolvedOptions, cookie: SessionCookie, signer: CookieSigner | undefined) {
     this.store = store
@@ -61,12 +62,18 @@ export class Backend {
     this.cookie = cookie
     this.signer = signer
     this.atomic = typeof store.compareAndSet === 'function'
+    this.#getLocal = typeof store.getLocal === 'function' ? store.getLocal.bind(store) : undefined
   }
 
   /** The stored text of a session; adapter errors come as they are (map them with `backendError`). */
   read (id: string): Promise<string | undefined> {
     // No async wrapper: the load path awaits the adapter's own promise, one hop fewer per request.
     return this.store.get(this.keyPrefix + id)
+  }
+
+  /** The stored text when the adapter holds it in this process (`null`: known absent); undefined: ask `read`. */
+  readLocal (id: string): string | null | undefined {
+    return this.#getLocal?.(this.keyPrefix + id)
   }
 
   async remove (id: string): Promise<void> {

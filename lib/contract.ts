@@ -101,6 +101,24 @@ export function storeContract (name: string, setup: ContractSetup): void {
       assert.equal(await store.get(b), 'B')
     })
 
+    it('getLocal, where there is one, never disagrees with get', async (t) => {
+      if (store.getLocal === undefined) return t.skip('adapter has no getLocal')
+      const k = key('local')
+      const agrees = async (): Promise<void> => {
+        const remote = await store.get(k)
+        const local = store.getLocal!(k)
+        if (local === undefined) return
+        assert.equal(local ?? undefined, remote)
+      }
+      await agrees()
+      await store.set(k, 'one', 60)
+      await agrees()
+      await store.set(k, 'two', 60)
+      await agrees()
+      await store.delete(k)
+      await agrees()
+    })
+
     describe('compareAndSet', () => {
       const skip = (t: { skip: (why: string) => void }): boolean => {
         if (store.compareAndSet !== undefined) return false

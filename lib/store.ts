@@ -35,6 +35,12 @@ export interface SessionStore {
    */
   compareAndSet? (key: string, expected: string | undefined, value: string | undefined, ttlSeconds: number): Promise<boolean>
   /**
+   * Optional: answer a read from this process's memory, without I/O, when the adapter can (an
+   * in-memory store, a client-side cache). Return the value, `null` when the key is known to be
+   * absent, or `undefined` when only `get` can tell. Must agree with what `get` would resolve.
+   */
+  getLocal? (key: string): string | null | undefined
+  /**
    * Optional: called once at registration, before `ready()` resolves, so an unreachable
    * backend fails the boot rather than the first request.
    */

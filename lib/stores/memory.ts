@@ -42,8 +42,13 @@ export class MemoryStore implements SessionStore {
   }
 
   async get (key: string): Promise<string | undefined> {
+    return this.getLocal(key) ?? undefined
+  }
+
+  /** Everything is local here: the value, or null. */
+  getLocal (key: string): string | null {
     const entry = this.#live(key)
-    if (entry === undefined) return undefined
+    if (entry === undefined) return null
     this.#entries.delete(key)
     this.#entries.set(key, entry)
     return entry.value

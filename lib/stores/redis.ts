@@ -280,6 +280,11 @@ export class RedisStore implements SessionStore {
     }
   }
 
+  /** With clientSideCache: a record held in the cache, which Redis invalidates when it changes. */
+  getLocal (key: string): string | undefined {
+    return this.#cache?.lookup(key)
+  }
+
   async get (key: string): Promise<string | undefined> {
     const cache = this.#cache
     let token: object | undefined
