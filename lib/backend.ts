@@ -4,7 +4,7 @@ import type { ResolvedOptions } from './options.js'
 import type { CookieSigner } from './signing.js'
 import { type SessionCookieView, type Data, type SessionRecord, type Session, isEmpty } from './session.js'
 import { type SessionCookie, type SessionCookieOptions, checkSessionCookieOptions } from './cookie.js'
-import { UNCOMPARABLE, unchanged } from './snapshot.js'
+import { UNCOMPARABLE, snapshot, unchanged } from './snapshot.js'
 import {
   FST_QUART_SESSION_BACKEND, FST_QUART_SESSION_CONFLICT, FST_QUART_SESSION_CORRUPT_RECORD, FST_QUART_SESSION_SERIALIZE,
   FST_QUART_SESSION_VALUE_TOO_LARGE
@@ -28,6 +28,10 @@ const pause = async (attempt: number): Promise<void> => {
 
 export const nowSeconds = (): number => Math.floor(Date.now() / 1000)
 
+// The parsed-record cache: at most this many records, of texts at most this long (about 4 MB).
+const DECODED_MAX = 1024
+const DECODED_TEXT_MAX = 4096
+
 /**
  * Sits between sessions and the adapter: key names, the record format, error mapping, the save
  * decision, the merge of concurrent saves and the lifetime policy live here once, so adapters
@@ -49,6 +53,8 @@ export class Backend {
   /** Adapters without compareAndSet: the last write wins (documented). */
   readonly atomic: boolean
   readonly #getLocal: ((key: string) => string | null | undefined) | undefined
+  /** Records recently parsed, by their text; never handed out, only copied. */
+  readonly #decoded = new Map<string, SessionRecord>()
 
   constructor (store: SessionStore, options: ResolvedOptions, cookie: SessionCookie, signer: CookieSigner | undefined) {
     this.store = store
@@ -118,6 +124,26 @@ export class Backend {
     } catch (err) {
       throw Object.assign(new FST_QUART_SESSION_SERIALIZE((err as Error)?.message ?? String(err)), { cause: err })
     }
+  }
+
+  /**
+   * A record for a session to own: parsed, or copied from the record last parsed from the same
+   * text. Sessions are read far more often than written, so the same text comes back again and
+   * again; a deep copy of plain data costs a fraction of parsing it.
+   */
+  open (text: string): SessionRecord {
+    const decoded = this.#decoded
+    const known = decoded.get(text)
+    if (known !== undefined) return { ...known, data: snapshot(known.data) as Data }
+    const record = this.decode(text)
+    if (text.length <= DECODED_TEXT_MAX) {
+      const copy = snapshot(record.data)
+      if (copy !== UNCOMPARABLE) {
+        if (decoded.size >= DECODED_MAX) decoded.delete(decoded.keys().next().value as string)
+        decoded.set(text, { ...record, data: copy as Data })
+      }
+    }
+    return record
   }
 
   /** Parse a stored record; throws FST_QUART_SESSION_CORRUPT_RECORD when it is not one of ours. */

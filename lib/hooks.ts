@@ -135,7 +135,7 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend, sign
     let record: SessionRecord | undefined
     if (text !== undefined) {
       try {
-        record = backend.decode(text)
+        record = backend.open(text)
       } catch (err) {
         request.log.warn({ err }, 'fastify-quart-session: the stored session could not be read; starting a fresh session')
       }

@@ -71,3 +71,25 @@ describe('handed-out objects of other types', () => {
     await app.close()
   })
 })
+
+describe('parsed records are copied, never shared', () => {
+  it('a request mutating its session data cannot change what the next request with the same record text gets', async () => {
+    const store = new CountingStore()
+    const app = await build({ store }, (app) => {
+      app.get('/init', async (request) => { request.session.set('cart', { items: ['apple'] }); return 'ok' })
+      // Mutates its copy, then discards the change: the stored text stays the same.
+      app.get('/scribble', async (request) => {
+        (request.session.get('cart') as { items: string[] }).items.push('stolen')
+        await request.session.reload()
+        return 'ok'
+      })
+      app.get('/show', async (request) => request.session.get('cart'))
+    })
+    const set = cookieOf(await app.inject('/init'))
+    assert.ok(set)
+    assert.deepEqual((await app.inject({ url: '/show', headers: { cookie: set.pair } })).json(), { items: ['apple'] })
+    await app.inject({ url: '/scribble', headers: { cookie: set.pair } })
+    assert.deepEqual((await app.inject({ url: '/show', headers: { cookie: set.pair } })).json(), { items: ['apple'] })
+    await app.close()
+  })
+})
