@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto'
 import type { SessionStore } from '../store.js'
+import { COMPARE_AND_SET_SCRIPT, COMPARE_AND_SET_SHA, compareAndSetArguments, messageOf, withCause } from './shared.js'
 import {
   FST_QUART_SESSION_BACKEND,
   FST_QUART_SESSION_CONNECT,
@@ -44,32 +44,6 @@ export interface IoredisStoreOptions {
   timeout?: number
 }
 
-/**
- * Compare-and-set in one round trip. KEYS[1] the key; ARGV: has-expected ('1'/'0'), expected,
- * has-value ('1'/'0'), value, TTL in seconds (0: no expiry). Flags rather than sentinel values,
- * so any string, the empty one included, can be expected or written. Returns 1 when written.
- */
-const COMPARE_AND_SET = `
-local current = redis.pcall('GET', KEYS[1])
-if type(current) == 'table' and current.err then return 0 end
-if ARGV[1] == '1' then
-  if current ~= ARGV[2] then return 0 end
-elseif current then
-  return 0
-end
-if ARGV[3] == '1' then
-  local ttl = tonumber(ARGV[5])
-  if ttl > 0 then
-    redis.call('SET', KEYS[1], ARGV[4], 'EX', ttl)
-  else
-    redis.call('SET', KEYS[1], ARGV[4])
-  end
-else
-  redis.call('DEL', KEYS[1])
-end
-return 1
-`
-const COMPARE_AND_SET_SHA = createHash('sha1').update(COMPARE_AND_SET).digest('hex')
 
 // Any 'error' is also surfaced to the caller of the failing operation; this listener exists so an
 // emitter without one does not crash the process (ioredis' Cluster emits 'error' unguarded).
@@ -193,18 +167,13 @@ export class IoredisStore implements SessionStore {
    * (first use, or after a restart). A key of another Redis type never matches: false.
    */
   async compareAndSet (key: string, expected: string | undefined, value: string | undefined, ttlSeconds: number): Promise<boolean> {
-    const args = [
-      key,
-      expected === undefined ? '0' : '1', expected ?? '',
-      value === undefined ? '0' : '1', value ?? '',
-      String(ttlSeconds > 0 ? ttlSeconds : 0)
-    ]
+    const args = [key, ...compareAndSetArguments(expected, value, ttlSeconds)]
     const written = await this.#run('EVALSHA', async () => {
       try {
         return await this.#client.evalsha(COMPARE_AND_SET_SHA, 1, ...args)
       } catch (error) {
         if (!isNoScript(error)) throw error
-        return await this.#client.eval(COMPARE_AND_SET, 1, ...args)
+        return await this.#client.eval(COMPARE_AND_SET_SCRIPT, 1, ...args)
       }
     })
     return written === 1
@@ -264,12 +233,6 @@ function isIoredisLike (value: unknown): value is IoredisLike {
       .every((name) => typeof client[name] === 'function')
 }
 
-// The error constructors are typed by their message arguments only, so the cause is set after.
-function withCause<E extends Error> (error: E, cause: unknown): E {
-  error.cause = cause
-  return error
-}
-
 function replyMessage (error: unknown): string {
   return error instanceof Error ? error.message : ''
 }
@@ -287,12 +250,3 @@ function isTimeout (error: unknown): boolean {
   return replyMessage(error) === 'Command timed out'
 }
 
-function messageOf (error: unknown): string {
-  if (error instanceof Error) {
-    // Node reports a refused connection to several addresses as an AggregateError with no message.
-    if (error.message !== '') return error.message
-    if (error instanceof AggregateError && error.errors.length > 0) return messageOf(error.errors[0])
-    return error.name
-  }
-  return String(error)
-}

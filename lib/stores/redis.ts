@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto'
 import { BasicClientSideCache, createClient, createSentinel, TimeoutError } from 'redis'
 import type { SessionStore } from '../store.js'
+import { COMPARE_AND_SET_SCRIPT, COMPARE_AND_SET_SHA, compareAndSetArguments, messageOf, withCause } from './shared.js'
 import {
   FST_QUART_SESSION_BACKEND,
   FST_QUART_SESSION_CONNECT,
@@ -64,28 +64,6 @@ export const DEFAULT_REDIS_URI = 'redis://127.0.0.1:6379'
 
 const DEFAULT_CACHE_ENTRIES = 10_000
 
-/**
- * compareAndSet in one round trip. ARGV: has-expected ('1'/'0'), expected, has-value, value, TTL
- * in seconds (0 = none). GET goes through pcall: a key of another type is not ours to replace, so
- * the answer is 0, never a WRONGTYPE error. A missing key reads as false, which never equals a
- * string, so "expected present" fails on it.
- */
-const CAS_SCRIPT = `local current = redis.pcall('GET', KEYS[1])
-if type(current) == 'table' then return 0 end
-if ARGV[1] == '1' then
-  if current ~= ARGV[2] then return 0 end
-elseif current then
-  return 0
-end
-if ARGV[3] == '0' then
-  redis.call('DEL', KEYS[1])
-elseif ARGV[5] == '0' then
-  redis.call('SET', KEYS[1], ARGV[4])
-else
-  redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[5])
-end
-return 1`
-const CAS_SHA = createHash('sha1').update(CAS_SCRIPT).digest('hex')
 
 // A dropped connection is retried quickly and often: recovery should follow the backend's return
 // within a second, and a refused connect on a live network costs next to nothing.
@@ -333,21 +311,17 @@ export class RedisStore implements SessionStore {
     }
     const call: ScriptCall = {
       keys: [key],
-      arguments: [
-        expected === undefined ? '0' : '1', expected ?? '',
-        value === undefined ? '0' : '1', value ?? '',
-        ttlSeconds > 0 ? String(ttlSeconds) : '0'
-      ]
+      arguments: compareAndSetArguments(expected, value, ttlSeconds)
     }
     return await this.#run('EVALSHA', () => this.#compareAndSet(call)) === 1
   }
 
   async #compareAndSet (call: ScriptCall): Promise<unknown> {
     try {
-      return await this.#client.evalSha(CAS_SHA, call)
+      return await this.#client.evalSha(COMPARE_AND_SET_SHA, call)
     } catch (error) {
       if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error
-      return await this.#client.eval(CAS_SCRIPT, call)
+      return await this.#client.eval(COMPARE_AND_SET_SCRIPT, call)
     }
   }
 
@@ -467,22 +441,7 @@ export function redactUri (uri: string): string {
   return url.href
 }
 
-// The error constructors are typed by their message arguments only, so the cause is set after.
-function withCause<E extends Error> (error: E, cause: unknown): E {
-  error.cause = cause
-  return error
-}
-
 function isTimeout (error: unknown): boolean {
   return error instanceof TimeoutError
 }
 
-function messageOf (error: unknown): string {
-  if (error instanceof Error) {
-    // Node reports a refused connection to several addresses as an AggregateError with no message.
-    if (error.message !== '') return error.message
-    if (error instanceof AggregateError && error.errors.length > 0) return messageOf(error.errors[0])
-    return error.name
-  }
-  return String(error)
-}
