@@ -9,7 +9,8 @@ import formbody from '@fastify/formbody'
 import flash from '@fastify/flash'
 import './helpers/session-data.js'
 import quartSession, { type QuartSessionOptions } from '../lib/index.js'
-import { SECRET, cookieOf, type ParsedCookie } from './helpers/app.js'
+import { SECRET } from './helpers/app.js'
+import { send } from './helpers/http.js'
 import { startRedis, type RedisServer } from './helpers/redis-server.js'
 
 declare module '../lib/index.js' {
@@ -19,26 +20,6 @@ declare module '../lib/index.js' {
   }
 }
 
-interface Reply { status: number, body: string, location: string | null, cookie: ParsedCookie | undefined }
-
-/** One HTTP request with an explicit Cookie header; redirects are not followed. */
-async function send (base: string, path: string, init: { method?: string, cookie?: string, form?: Record<string, string> } = {}): Promise<Reply> {
-  const headers: Record<string, string> = {}
-  if (init.cookie !== undefined) headers.cookie = init.cookie
-  if (init.form !== undefined) headers['content-type'] = 'application/x-www-form-urlencoded'
-  const response = await fetch(base + path, {
-    method: init.method ?? 'GET',
-    redirect: 'manual',
-    headers,
-    body: init.form === undefined ? undefined : new URLSearchParams(init.form).toString()
-  })
-  return {
-    status: response.status,
-    body: await response.text(),
-    location: response.headers.get('location'),
-    cookie: cookieOf({ headers: { 'set-cookie': response.headers.getSetCookie() } })
-  }
-}
 
 /** A tiny notes app: POST /notes flashes and redirects; GET /notes shows the flashed messages. */
 async function buildApp (options: QuartSessionOptions): Promise<{ app: FastifyInstance, base: string }> {

@@ -15,7 +15,8 @@ import { Strategy as LocalStrategy } from 'passport-local'
 import './helpers/session-data.js'
 import quartSession, { type QuartSessionOptions } from '../lib/index.js'
 import { MemoryStore } from '../lib/stores/memory.js'
-import { SECRET, cookieOf, type ParsedCookie } from './helpers/app.js'
+import { SECRET, type ParsedCookie } from './helpers/app.js'
+import { send } from './helpers/http.js'
 import { startRedis, type RedisServer } from './helpers/redis-server.js'
 
 const { Authenticator } = fastifyPassport
@@ -39,26 +40,6 @@ interface Backend {
   peek: Peek
 }
 
-interface Reply { status: number, body: string, location: string | null, cookie: ParsedCookie | undefined }
-
-/** One HTTP request with an explicit Cookie header (no jar: the test decides which cookie is sent). */
-async function send (base: string, path: string, init: { method?: string, cookie?: string, form?: Record<string, string> } = {}): Promise<Reply> {
-  const headers: Record<string, string> = {}
-  if (init.cookie !== undefined) headers.cookie = init.cookie
-  if (init.form !== undefined) headers['content-type'] = 'application/x-www-form-urlencoded'
-  const response = await fetch(base + path, {
-    method: init.method ?? 'GET',
-    redirect: 'manual',
-    headers,
-    body: init.form === undefined ? undefined : new URLSearchParams(init.form).toString()
-  })
-  return {
-    status: response.status,
-    body: await response.text(),
-    location: response.headers.get('location'),
-    cookie: cookieOf({ headers: { 'set-cookie': response.headers.getSetCookie() } })
-  }
-}
 
 /** The session id inside a signed cookie value (`<id>.<signature>`). */
 function idOf (cookie: ParsedCookie): string {
