@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Memcached from 'memcached'
 import { MemcachedStore } from '../lib/stores/memcached.js'
-import { startMemcached, rawCommand, type MemcachedServer } from './helpers/memcached-server.js'
+import { startMemcached, rawCommand, readWith, type MemcachedServer } from './helpers/memcached-server.js'
 import { eventually, failedFast } from './helpers/assertions.js'
 
 const POLL_MS = 50
@@ -44,15 +44,10 @@ describe('a pool of two memcached servers', { timeout: 120_000 }, () => {
     await b?.stop()
   })
 
-  it('spreads keys over both; with one stopped, keys on the other still read and those on the stopped one fail fast', async () => {
-    const keys = Array.from({ length: 200 }, () => `session:${randomUUID()}`)
-    const before = [await a.stats(), await b.stats()]
+  /** Sets 200 keys through the store and sorts them by the server that holds them. */
+  async function placed (prefix: string): Promise<{ onA: string[], onB: string[] }> {
+    const keys = Array.from({ length: 200 }, () => `${prefix}:${randomUUID()}`)
     for (const key of keys) await store.set(key, `value of ${key}`, 600)
-    const sets = [await a.stats(), await b.stats()].map((after, i) => Number(after.cmd_set) - Number(before[i].cmd_set))
-    assert.ok(sets[0] > 0 && sets[1] > 0, `both servers got keys: ${sets.join(' + ')}`)
-    assert.equal(sets[0] + sets[1], keys.length)
-
-    // Where each key lives, asked of each server directly.
     const onA: string[] = []
     const onB: string[] = []
     for (const key of keys) {
@@ -61,21 +56,95 @@ describe('a pool of two memcached servers', { timeout: 120_000 }, () => {
       assert.ok(inA !== inB, `${key} is on exactly one server`)
       ;(inA ? onA : onB).push(key)
     }
+    assert.ok(onA.length > 0 && onB.length > 0, `both servers got keys: ${onA.length} + ${onB.length}`)
+    return { onA, onB }
+  }
 
+  it('places keys where the memcached package places them (same ring)', async () => {
+    const { onA, onB } = await placed('session')
+    const plain = new Memcached([a.location, b.location])
+    try {
+      for (const key of [...onA.slice(0, 20), ...onB.slice(0, 20)]) assert.equal(await readWith(plain, key), `value of ${key}`)
+    } finally {
+      plain.end()
+    }
+  })
+
+  it('with one stopped: its keys read as misses within 5 s, new keys go to the live server, and all is fine once it is back', async () => {
+    const { onA, onB } = await placed('session')
     await b.stop()
+    const stopped = Date.now()
+    // The first read meets the refused connection and is answered by the live server (a miss).
+    assert.equal(await store.get(onB[0]), undefined)
+    assert.ok(Date.now() - stopped < 5000, `failed over after ${Date.now() - stopped} ms`)
+    for (const key of onB.slice(1)) assert.equal(await store.get(key), undefined)
     for (const key of onA) assert.equal(await store.get(key), `value of ${key}`)
-    for (const key of onB) await assert.rejects(store.get(key), failedFast('any'))
-    // Writes follow the same split: the live server takes its keys, the stopped one's fail.
-    await store.set(onA[0], 'rewritten', 600)
+
+    // New entries and writes of the stopped server's keys land on the live one, as do CAS writes.
+    const before = await a.stats()
+    const fresh = Array.from({ length: 50 }, () => `session:${randomUUID()}`)
+    for (const key of fresh) assert.equal(await store.compareAndSet(key, undefined, `new ${key}`, 600), true)
+    for (const key of fresh) assert.equal(await store.get(key), `new ${key}`)
+    assert.equal(Number((await a.stats()).cmd_set) - Number(before.cmd_set), fresh.length, 'every new entry went to the live server')
+    await store.set(onB[1], 'moved', 600)
+    assert.equal(await store.get(onB[1]), 'moved')
+    assert.equal(await store.compareAndSet(onB[1], 'moved', 'moved again', 600), true)
+    assert.equal(await store.compareAndSet(onA[0], `value of ${onA[0]}`, 'rewritten', 600), true)
     assert.equal(await store.get(onA[0]), 'rewritten')
-    await assert.rejects(store.set(onB[0], 'lost', 600), failedFast('any'))
 
     await b.restart()
-    // A restarted memcached is empty: the keys it held are misses now, not errors.
-    await eventually(async () => { assert.equal(await store.get(onB[1]), undefined) }, POLL_MS)
-    await store.set(onB[1], 'back', 600)
-    assert.equal(await store.get(onB[1]), 'back')
+    // Back in the ring within the check interval; no operation fails meanwhile.
+    await eventually(async () => {
+      const counted = await b.stats()
+      await store.get(onB[2])
+      assert.equal(Number((await b.stats()).cmd_get) - Number(counted.cmd_get), 1, 'the read went to the restarted server')
+    }, POLL_MS)
+    // The restarted server is empty: its keys, including those written elsewhere meanwhile, are
+    // clean misses; everything on the other server is still there.
+    assert.equal(await store.get(onB[1]), undefined)
+    assert.equal(await store.compareAndSet(onB[1], undefined, 'back home', 600), true)
+    assert.equal((await rawCommand(b.port, `get ${onB[1]}`)).includes('back home'), true)
+    for (const key of fresh) {
+      const value = await store.get(key)
+      assert.ok(value === undefined || value === `new ${key}`, `${key}: ${String(value)}`)
+    }
+    assert.equal(await store.get(onA[0]), 'rewritten')
     assert.equal(await store.get(onA[1]), `value of ${onA[1]}`)
+  })
+
+  it('with one frozen (no answer): its keys read as misses after one timeout, then at once', async () => {
+    const { onA, onB } = await placed('frozen')
+    await b.freeze()
+    try {
+      assert.equal(await store.get(onB[0]), undefined)
+      const started = Date.now()
+      assert.equal(await store.get(onB[1]), undefined)
+      assert.ok(Date.now() - started < 500, 'the frozen server is skipped')
+      assert.equal(await store.get(onA[0]), `value of ${onA[0]}`)
+    } finally {
+      b.thaw()
+    }
+    // Back after a check; its keys are there again (it kept its items).
+    await eventually(async () => { assert.equal(await store.get(onB[2]), `value of ${onB[2]}`) }, POLL_MS)
+  })
+
+  it('with both stopped, operations fail fast with the code, and it recovers', async () => {
+    const k = `session:${randomUUID()}`
+    await a.stop()
+    await b.stop()
+    try {
+      for (let round = 0; round < 3; round++) {
+        const started = Date.now()
+        await assert.rejects(store.get(k), failedFast('any'))
+        await assert.rejects(store.compareAndSet(k, undefined, 'v', 60), failedFast('any'))
+        assert.ok(Date.now() - started < 2000, 'never waits more than the timeout')
+      }
+    } finally {
+      await a.restart()
+      await b.restart()
+    }
+    await eventually(async () => { assert.equal(await store.compareAndSet(k, undefined, 'v', 60), true) }, POLL_MS)
+    assert.equal(await store.get(k), 'v')
   })
 })
 
@@ -132,7 +201,7 @@ describe('one memcached server stopped and restarted', { timeout: 120_000 }, () 
         }, POLL_MS)
         // Attempts go on while the server is down; none may take the process down.
         const seen = reconnecting
-        await eventually(async () => { assert.ok(reconnecting > seen + 1) }, POLL_MS)
+        await eventually(async () => { assert.ok(reconnecting > seen + 1, `reconnect attempts go on (${reconnecting})`) }, POLL_MS)
 
         await server.restart()
         await eventually(async () => { await store.set('session:again', 'value', 60) }, POLL_MS)

@@ -318,7 +318,7 @@ describe('MemcachedStore against memcached', () => {
       const results = await Promise.allSettled(Array.from({ length: 50 }, async () => await cold.get(k)))
       const failed = results.filter((result) => result.status === 'rejected')
       assert.deepEqual(failed, [])
-      assert.ok(results.every((result) => result.status === 'fulfilled' && result.value === 'value'))
+      assert.ok(results.every((result) => result.status === 'fulfilled' && result.value === 'value'), 'every read found the value')
     } finally {
       await cold.close()
     }
