@@ -392,14 +392,17 @@ export class MemcachedStore implements SessionStore {
   async #onServer<T> (command: string, mkey: string, attempt: (server: Server) => Promise<T>): Promise<T> {
     let server = this.#route(mkey)
     if (server === undefined) throw this.#unavailable(command)
+    const tried = new Set<Server>()
     for (;;) {
       try {
         return await attempt(server)
       } catch (error) {
         if (!this.#owned || !isOutage(error)) throw error
+        tried.add(server)
         this.#markDown(server)
         server = this.#route(mkey)
-        if (server === undefined) throw error
+        // A closed store marks nothing down: never try the same server twice in one operation.
+        if (server === undefined || tried.has(server)) throw error
       }
     }
   }
