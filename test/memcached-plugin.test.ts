@@ -75,10 +75,11 @@ describe('plugin with type memcached', () => {
       assert.equal((parse(text as string) as { data: { counter: number } }).data.counter, 2)
     })
 
-    it('session.touch() costs one get and one memcached touch, and keeps the 31 days', async () => {
+    it('session.touch() costs one gets and one cas (the record is rewritten with its new time only if unchanged), and keeps the 31 days', async () => {
       const { cookie, id } = sessionOf(await app.inject('/set'))
       const counts = await counting(server, async () => { await app.inject({ url: '/touch', headers: { cookie } }) })
-      assert.deepEqual(counts, { cmd_get: 1, cmd_touch: 1 })
+      // memcached counts a cas as a set too.
+      assert.deepEqual(counts, { cmd_get: 1, cmd_set: 1 })
       const ttl = await remainingTtl(server.port, `session:${id}`)
       assert.ok(ttl !== undefined && Math.abs(ttl - MAX_AGE) <= CLOCK_SLACK, `TTL ${ttl}`)
     })
