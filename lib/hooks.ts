@@ -72,17 +72,14 @@ export function isStaticFileRoute (config: { file?: unknown, rootPath?: unknown,
 }
 
 /** Why a request has no session, for the error its writes throw. */
-export function disabledReason (request: FastifyRequest, staticFiles: boolean, loaded: boolean): string {
+export function disabledReason (request: FastifyRequest, staticFiles: boolean): string {
   const { config, handler } = request.routeOptions
   const setting = (config as { session?: unknown }).session
   if (setting === false) return 'sessions are off for this route (config: { session: false }); remove that setting to use them'
   if (!staticFiles && setting !== true && isStaticFileRoute(config as object, handler)) {
     return 'this route serves static files, which never load or send a session; set config: { session: true } on it, or the plugin option staticFiles: true'
   }
-  if (!loaded) {
-    return 'this request did not pass through the plugin\'s onRequest hook: the route is outside the scope where fastify-quart-session was registered (register it at the root, or in a scope that contains this route), or an earlier onRequest hook replied'
-  }
-  return 'the session could not be loaded'
+  return 'this request did not pass through the plugin\'s onRequest hook: the route is outside the scope where fastify-quart-session was registered (register it at the root, or in a scope that contains this route), or an earlier onRequest hook replied'
 }
 
 /** The `onRequest` hook that loads the session of a request. */
@@ -233,7 +230,11 @@ export function createSaveHook (backend: Backend): SaveHook {
   // The cookie goes out only once the write succeeded: a redirect never points at nothing.
   function sendCookie (request: FastifyRequest, reply: FastifyReply, session: Session): void {
     if (session[kCookie]) {
-      const lifetime = session[kPermanent] ? backend.ttl(session, session[kText] === undefined ? nowSeconds() : session[kTouched], nowSeconds()) : undefined
+      let lifetime: number | undefined
+      if (session[kPermanent]) {
+        const now = nowSeconds()
+        lifetime = backend.ttl(session, session[kText] === undefined ? now : session[kTouched], now)
+      }
       cookie.set(request, reply, backend.cookieValue(session), lifetime, session[kCookieOptions])
       session[kCookie] = false
     } else if (session[kClearCookie]) {

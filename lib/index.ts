@@ -42,7 +42,7 @@ async function quartSession (fastify: FastifyInstance, opts: QuartSessionOptions
   fastify.decorateRequest('session', {
     getter (this: FastifyRequest): Session {
       // One inert session per request where there is none, so nothing written on it is shared.
-      const session = this[kSession] ??= new DisabledSession(backend, disabledReason(this, options.staticFiles, false))
+      const session = this[kSession] ??= new DisabledSession(backend, disabledReason(this, options.staticFiles))
       return exposeSession(session)
     }
   })
