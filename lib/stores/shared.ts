@@ -1,6 +1,7 @@
 // What the built-in adapters share: the Redis compare-and-set script (node-redis and ioredis send
 // the same one) and the error plumbing.
 import { createHash } from 'node:crypto'
+import { FST_QUART_SESSION_BACKEND, FST_QUART_SESSION_INVALID_OPTION, FST_QUART_SESSION_TIMEOUT } from '../errors.js'
 
 /**
  * Compare-and-set in one round trip. KEYS[1] the key; ARGV: has-expected ('1'/'0'), expected,
@@ -50,4 +51,62 @@ export function messageOf (error: unknown): string {
     return error.name
   }
   return String(error)
+}
+
+/**
+ * A whole or fractional number of seconds above 0 for the option `name`, or `fallback` when it is
+ * not given. The one duration check of every adapter's options.
+ */
+export function seconds (value: unknown, fallback: number, name: string): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new FST_QUART_SESSION_INVALID_OPTION(name, 'must be a positive number of seconds')
+  }
+  return value
+}
+
+/** How a bounded call names its failures: the operation, and how long it may take. */
+export interface Bound {
+  /** Operation as the error message names it, e.g. `Redis GET`. */
+  operation: string
+  /** Seconds, for the message. */
+  seconds: number
+  /** Milliseconds the call may take. */
+  ms: number
+}
+
+/**
+ * The one timeout-and-wrap helper of the adapters: settles with `send`'s promise, or rejects with
+ * FST_QUART_SESSION_TIMEOUT after `bound.ms`. A failure becomes FST_QUART_SESSION_BACKEND with the
+ * client's error as its cause, unless `classify` maps it to something else first (a timeout the
+ * client itself noticed, an error already ours). Clients that stop timing a command once it is
+ * written (node-redis), or never time it (memcached), would otherwise hang a request.
+ */
+export function bounded<T> (bound: Bound, send: () => Promise<T>, classify?: (error: unknown) => Error | undefined): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new FST_QUART_SESSION_TIMEOUT(bound.operation, bound.seconds)) }, bound.ms)
+    let pending: Promise<T>
+    try {
+      pending = send()
+    } catch (error) {
+      pending = Promise.reject(error)
+    }
+    pending.then((value) => {
+      clearTimeout(timer)
+      resolve(value)
+    }, (error: unknown) => {
+      clearTimeout(timer)
+      reject(classify?.(error) ?? withCause(new FST_QUART_SESSION_BACKEND(bound.operation), error))
+    })
+  })
+}
+
+/** A Node-style callback API as a promise, for `bounded`. */
+export function fromCallback<T> (send: (done: (error: unknown, result?: T) => void) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    send((error, result) => {
+      if (error === undefined || error === null) resolve(result as T)
+      else reject(error)
+    })
+  })
 }
