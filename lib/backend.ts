@@ -2,6 +2,7 @@ import type { SessionStore } from './store.js'
 import type { Serializer } from './serializer.js'
 import type { ResolvedOptions } from './options.js'
 import type { CookieSigner } from './signing.js'
+import { StoreKeys } from './keys.js'
 import { type SessionCookieView, type Data, type SessionRecord, type Session, isEmpty } from './session.js'
 import { type SessionCookie, type SessionCookieOptions, checkSessionCookieOptions } from './cookie.js'
 import { UNCOMPARABLE, snapshot, unchanged } from './snapshot.js'
@@ -40,7 +41,7 @@ const DECODED_TEXT_MAX = 4096
 export class Backend {
   readonly store: SessionStore
   readonly serializer: Serializer
-  readonly keyPrefix: string
+  readonly keys: StoreKeys
   /** Seconds a session lives after its last use (rolling) or write. */
   readonly maxAge: number
   /** Default of `session.permanent` for new sessions. */
@@ -59,7 +60,7 @@ export class Backend {
   constructor (store: SessionStore, options: ResolvedOptions, cookie: SessionCookie, signer: CookieSigner | undefined) {
     this.store = store
     this.serializer = options.serializer
-    this.keyPrefix = options.keyPrefix
+    this.keys = new StoreKeys(options.keyPrefix)
     this.maxAge = options.maxAge
     this.permanent = options.permanent
     this.rolling = options.rolling
@@ -74,17 +75,17 @@ export class Backend {
   /** The stored text of a session; adapter errors come as they are (map them with `backendError`). */
   read (id: string): Promise<string | undefined> {
     // No async wrapper: the load path awaits the adapter's own promise, one hop fewer per request.
-    return this.store.get(this.keyPrefix + id)
+    return this.store.get(this.keys.of(id))
   }
 
   /** The stored text when the adapter holds it in this process (`null`: known absent); undefined: ask `read`. */
   readLocal (id: string): string | null | undefined {
-    return this.#getLocal?.(this.keyPrefix + id)
+    return this.#getLocal?.(this.keys.of(id))
   }
 
   async remove (id: string): Promise<void> {
     try {
-      await this.store.delete(this.keyPrefix + id)
+      await this.store.delete(this.keys.of(id))
     } catch (err) {
       throw backendError('delete', err)
     }
@@ -107,8 +108,16 @@ export class Backend {
     return Math.max(1, ttl)
   }
 
-  /** Whether a loaded record has outlived absoluteMaxAge. */
+  /**
+   * Whether a record has outlived its lifetime: `maxAge` (or its own) after its last write or
+   * refresh, or `absoluteMaxAge` after its creation. Checked by the core on every record it reads,
+   * whatever the store or a cache in front of it says: a store without TTLs, or a client-side cache
+   * whose invalidation comes only when Redis's expiry cycle reaches the key, must never hand back a
+   * session that has ended.
+   */
   expired (record: SessionRecord, now: number): boolean {
+    const touched = record.touched
+    if (touched !== undefined && touched + (record.cookie?.maxAge ?? this.maxAge) <= now) return true
     return this.absoluteMaxAge > 0 && record.created !== undefined && record.created + this.absoluteMaxAge <= now
   }
 
@@ -246,7 +255,7 @@ export class Backend {
         return
       }
       const text = empty ? undefined : this.#checkSize(this.encode(session, now))
-      const key = this.keyPrefix + session.id
+      const key = this.keys.of(session.id)
       const ttl = this.ttl(session, now, now)
       let written: boolean
       try {
@@ -278,6 +287,7 @@ export class Backend {
       } catch {
         record = undefined
       }
+      if (record !== undefined && this.expired(record, now)) record = undefined
       if (record === undefined) {
         // Destroyed, regenerated or expired since this request read it: the changes die with it,
         // and the id is never written back.
@@ -307,7 +317,7 @@ export class Backend {
   async #refresh (session: Session, now: number): Promise<void> {
     const stored = session[kText] as string
     const text = this.encode(session, now)
-    const key = this.keyPrefix + session[kId]
+    const key = this.keys.of(session[kId])
     let latest: string | undefined
     try {
       if (await this.#put(key, stored, text, this.ttl(session, now, now), false)) {
@@ -458,6 +468,7 @@ export class Backend {
     } catch {
       record = undefined
     }
+    if (record !== undefined && this.expired(record, nowSeconds())) record = undefined
     if (record === undefined && stored !== undefined) {
       this.#gone(session)
       return

@@ -2,7 +2,7 @@ import type { SessionStore } from './store.js'
 import type { Serializer } from './serializer.js'
 import { backendError } from './backend.js'
 import { FST_QUART_SESSION_CORRUPT_RECORD, FST_QUART_SESSION_INVALID_ARGUMENT } from './errors.js'
-import { isValidId } from './id.js'
+import { StoreKeys } from './keys.js'
 
 /**
  * `fastify.sessionStore`: the session backend used directly, as a cache (Quart-Session's
@@ -14,21 +14,20 @@ export class DirectStore {
   /** The adapter underneath, for what this API does not cover. */
   readonly adapter: SessionStore
   readonly #serializer: Serializer
-  readonly #keyPrefix: string
+  readonly #keys: StoreKeys
 
   constructor (adapter: SessionStore, serializer: Serializer, keyPrefix: string) {
     this.adapter = adapter
     this.#serializer = serializer
-    this.#keyPrefix = keyPrefix
+    this.#keys = new StoreKeys(keyPrefix)
   }
 
   #check (key: unknown): asserts key is string {
     if (typeof key !== 'string' || key.length === 0) {
       throw new FST_QUART_SESSION_INVALID_ARGUMENT('key', 'must be a non-empty string')
     }
-    const prefix = this.#keyPrefix
-    if (key.startsWith(prefix) && isValidId(key.slice(prefix.length))) {
-      throw new FST_QUART_SESSION_INVALID_ARGUMENT('key', `"${key}" has the shape of a session record's key (keyPrefix + session id); choose keys outside that namespace`)
+    if (this.#keys.isSessionKey(key)) {
+      throw new FST_QUART_SESSION_INVALID_ARGUMENT('key', `"${key}" has the shape of a session record's key (keyPrefix + a session id or its hash); choose keys outside that namespace`)
     }
   }
 

@@ -147,7 +147,7 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend, sign
     }
     const now = nowSeconds()
     if (backend.expired(record, now)) {
-      // absoluteMaxAge: the session ends whatever its activity.
+      // Past its lifetime (idle or absolute), whatever the store or its cache still holds.
       return backend.remove(id).then(() => {
         const session = fresh(address)
         session[kClearCookie] = true

@@ -20,6 +20,7 @@ import { sessionOf } from './helpers/app.js'
 import { freePort } from './helpers/ports.js'
 import { startRedis, type RedisServer } from './helpers/redis-server.js'
 import { startPostgres, type PostgresServer } from './helpers/postgres.js'
+import { sessionKey } from './helpers/keys.js'
 
 const PgStore = connectPgSimple(session)
 const TEN_YEARS = 10 * 365 * 24 * 60 * 60
@@ -281,7 +282,7 @@ describe('plugin with connectStore', () => {
       const { cookie, id } = sessionOf(first)
       const second = await app.inject({ url: '/read', headers: { cookie } })
       assert.equal(second.body, 'bar')
-      const { rows } = await pool.query('SELECT sess FROM session WHERE sid = $1', [`session:${id}`])
+      const { rows } = await pool.query('SELECT sess FROM session WHERE sid = $1', [sessionKey(id)])
       assert.equal(rows.length, 1, 'the row is in PostgreSQL')
       assert.equal(typeof rows[0].sess.v, 'string')
       assert.match(rows[0].sess.v, /bar/)
@@ -313,7 +314,7 @@ describe('plugin with connectStore', () => {
     try {
       const { cookie, id } = sessionOf(await app.inject('/set'))
       assert.equal((await app.inject({ url: '/read', headers: { cookie } })).body, 'bar')
-      const stored = await redis.get(`sess:session:${id}`)
+      const stored = await redis.get('sess:' + sessionKey(id))
       assert.ok(stored !== null, 'the key is in Redis')
       assert.match(JSON.parse(stored).v, /bar/)
     } finally {

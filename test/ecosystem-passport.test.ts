@@ -18,6 +18,7 @@ import { MemoryStore } from '../lib/stores/memory.js'
 import { SECRET, type ParsedCookie } from './helpers/app.js'
 import { send } from './helpers/http.js'
 import { startRedis, type RedisServer } from './helpers/redis-server.js'
+import { sessionKey } from './helpers/keys.js'
 
 const { Authenticator } = fastifyPassport
 
@@ -209,7 +210,7 @@ function recordData (text: string | undefined | null): Record<string, unknown> |
 const memory = new MemoryStore()
 passportFlows('memory store', () => ({
   options: { store: memory },
-  peek: async (id) => recordData(await memory.get(`session:${id}`))
+  peek: async (id) => recordData(await memory.get(sessionKey(id)))
 }))
 
 describe('on a real redis-server', () => {
@@ -226,6 +227,6 @@ describe('on a real redis-server', () => {
   })
   passportFlows('type redis', () => ({
     options: { type: 'redis', uri: server.url },
-    peek: async (id) => recordData(await redis.get(`session:${id}`))
+    peek: async (id) => recordData(await redis.get(sessionKey(id)))
   }))
 })

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { build, sessionOf, sessionRoutes, cookieOf, SECRET } from './helpers/app.js'
 import { assertServiceUnavailable } from './helpers/assertions.js'
+import { sessionKey } from './helpers/keys.js'
 
 const temps: string[] = []
 async function tempDir (): Promise<string> {
@@ -37,7 +38,7 @@ describe('type: filesystem through the plugin', () => {
     assert.equal(read.statusCode, 200)
     assert.equal(read.body, 'bar')
     assert.equal((await second.inject({ url: '/counter', headers: { cookie } })).body, '2')
-    assert.deepEqual(await readdir(directory), [fileOf(`session:${id}`)], 'one file, named from the prefixed key')
+    assert.deepEqual(await readdir(directory), [fileOf(sessionKey(id))], 'one file, named from the prefixed key')
     await second.close()
   })
 
@@ -46,7 +47,7 @@ describe('type: filesystem through the plugin', () => {
     const app = await fsApp(directory)
     assert.equal((await stat(directory)).mode & 0o777, 0o700)
     const { id } = sessionOf(await app.inject('/set'))
-    assert.equal((await stat(join(directory, fileOf(`session:${id}`)))).mode & 0o777, 0o600)
+    assert.equal((await stat(join(directory, fileOf(sessionKey(id))))).mode & 0o777, 0o600)
     await app.close()
   })
 
@@ -54,7 +55,7 @@ describe('type: filesystem through the plugin', () => {
     const directory = await tempDir()
     const app = await build({ type: 'filesystem', directory, fileMode: 0o640 }, sessionRoutes)
     const { id } = sessionOf(await app.inject('/set'))
-    assert.equal((await stat(join(directory, fileOf(`session:${id}`)))).mode & 0o777, 0o640)
+    assert.equal((await stat(join(directory, fileOf(sessionKey(id))))).mode & 0o777, 0o640)
     await app.close()
   })
 

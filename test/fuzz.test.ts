@@ -15,6 +15,7 @@ import quartSession from '../lib/index.js'
 import { MemoryStore } from '../lib/stores/memory.js'
 import { SECRET, OLD_SECRET, cookieOf } from './helpers/app.js'
 import { CrashWatch, rawGet } from './helpers/fuzz-watch.js'
+import { sessionKey } from './helpers/keys.js'
 
 // FUZZ_SCALE=20 for a deeper run by hand; the suite runs the default.
 const SCALE = Number(process.env.FUZZ_SCALE ?? 1)
@@ -269,7 +270,7 @@ for (const withSecret of [false, true]) {
     it('random stored records under a valid session key: a session or a fresh one, never a 5xx loop', async () => {
       let mark = 0
       await fc.assert(fc.asyncProperty(ID, storedText, async (id, text) => {
-        await f.store.set(`session:${id}`, text, 0)
+        await f.store.set(sessionKey(id), text, 0)
         const value = withSecret ? new Signer([SECRET], 'sha256').sign(id) : id
         let cookieHeader = `session=${value}`
         for (const attempt of ['first', 'second']) {

@@ -4,6 +4,7 @@ import { sign } from '@fastify/cookie'
 import './helpers/session-data.js'
 import { build, cookieOf, setCookieCount, CountingStore, SECRET, OLD_SECRET } from './helpers/app.js'
 import { generateId, isValidId } from '../lib/id.js'
+import { sessionKey } from './helpers/keys.js'
 
 function routes (app: Parameters<NonNullable<Parameters<typeof build>[1]>>[0]): void {
   app.get('/set', async (request) => { request.session.set('foo', 'bar'); return 'ok' })
@@ -40,8 +41,8 @@ describe('unsigned cookies', () => {
     const cookie = cookieOf(response)
     assert.ok(cookie)
     assert.notEqual(cookie.value, madeUp)
-    assert.equal(await store.peek(`session:${madeUp}`), undefined, 'nothing stored under the planted id')
-    assert.ok(await store.peek(`session:${cookie.value}`))
+    assert.equal(await store.peek(sessionKey(madeUp)), undefined, 'nothing stored under the planted id')
+    assert.ok(await store.peek(sessionKey(cookie.value)))
     await app.close()
   })
 

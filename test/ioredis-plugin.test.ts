@@ -14,6 +14,7 @@ import { sessionOf, cookieOf } from './helpers/app.js'
 import { freePort } from './helpers/ports.js'
 import { startRedis, startRedisCluster, resetCommandStats, commandCounts, type RedisServer } from './helpers/redis-server.js'
 import { eventually } from './helpers/assertions.js'
+import { sessionKey } from './helpers/keys.js'
 
 function routes (app: FastifyInstance): void {
   app.get('/set', async (request) => {
@@ -32,10 +33,10 @@ async function assertRoundTrip (app: FastifyInstance, redis: Redis): Promise<voi
   const second = await app.inject({ url: '/read', headers: { cookie } })
   assert.equal(second.statusCode, 200)
   assert.equal(second.body, 'bar')
-  const text = await redis.get(`session:${id}`)
+  const text = await redis.get(sessionKey(id))
   assert.ok(text !== null, 'the record is in Redis under session:<id>')
   assert.deepEqual({ ...(parse(text) as { data: object }).data }, { foo: 'bar' })
-  assert.ok(await redis.ttl(`session:${id}`) > 0, 'with a TTL')
+  assert.ok(await redis.ttl(sessionKey(id)) > 0, 'with a TTL')
 }
 
 describe('plugin with type redis and an ioredis client', () => {
@@ -94,15 +95,15 @@ describe('plugin with type redis and an ioredis client', () => {
 
     it('a session key that holds another Redis type gives a fresh session, and is not overwritten', async () => {
       const { cookie, id } = sessionOf(await app.inject('/set'))
-      await plain.del(`session:${id}`)
-      await plain.hset(`session:${id}`, 'field', 'not ours')
+      await plain.del(sessionKey(id))
+      await plain.hset(sessionKey(id), 'field', 'not ours')
       const read = await app.inject({ url: '/read', headers: { cookie } })
       assert.equal(read.statusCode, 200)
       assert.equal(read.body, 'not found')
       const write = await app.inject({ url: '/set', headers: { cookie } })
       assert.equal(write.statusCode, 200)
       assert.notEqual(sessionOf(write).id, id, 'a fresh id')
-      assert.equal(await plain.type(`session:${id}`), 'hash')
+      assert.equal(await plain.type(sessionKey(id)), 'hash')
     })
 
     it('leaves the client open after app.close()', async () => {
@@ -172,7 +173,7 @@ describe('plugin with type redis and an ioredis client', () => {
 
     it('shares the connection with the app: app.redis sees the session record', async () => {
       const { id } = sessionOf(await app.inject('/set'))
-      assert.ok((await app.redis.get(`session:${id}`)) !== null)
+      assert.ok((await app.redis.get(sessionKey(id))) !== null)
     })
   })
 
@@ -190,7 +191,7 @@ describe('plugin with type redis and an ioredis client', () => {
         assert.equal(cluster.status, 'ready')
         const { cookie: pair, id } = sessionOf(await app.inject('/set'))
         assert.equal((await app.inject({ url: '/read', headers: { cookie: pair } })).body, 'bar')
-        assert.ok((await cluster.get(`session:${id}`)) !== null, 'the record is in the cluster under session:<id>')
+        assert.ok((await cluster.get(sessionKey(id))) !== null, 'the record is in the cluster under session:<id>')
       } finally {
         await app.close()
         cluster.disconnect()

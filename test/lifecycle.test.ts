@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { parse } from 'devalue'
 import './helpers/session-data.js'
 import { build, cookieOf, setCookieCount, sessionRoutes, CountingStore } from './helpers/app.js'
+import { sessionKey } from './helpers/keys.js'
 
 const MAX_AGE = 31 * 24 * 60 * 60
 
@@ -90,9 +91,9 @@ describe('session lifecycle', () => {
     assert.ok(Math.abs(expires - (before + MAX_AGE * 1000)) < 5000, 'Expires is maxAge from now')
     // The backend holds the record under keyPrefix + id with TTL = maxAge.
     const call = store.calls.find((c) => c.op === 'cas')
-    assert.equal(call?.key, `session:${cookie.value}`)
+    assert.equal(call?.key, sessionKey(cookie.value))
     assert.equal(call?.ttl, MAX_AGE)
-    const record = parse((await store.peek(`session:${cookie.value}`)) as string)
+    const record = parse((await store.peek(sessionKey(cookie.value))) as string)
     assert.deepEqual({ ...record.data }, { foo: 'bar' })
     await app.close()
   })
@@ -174,7 +175,7 @@ describe('session lifecycle', () => {
     store.reset()
     const response = await app.inject({ url: '/empty', headers: { cookie: cookie.pair } })
     assert.deepEqual(store.calls.map((c) => c.op), ['get', 'cas'])
-    assert.equal(await store.peek(`session:${cookie.value}`), undefined)
+    assert.equal(await store.peek(sessionKey(cookie.value)), undefined)
     const cleared = cookieOf(response)
     assert.ok(cleared)
     assert.equal(cleared.value, '')
@@ -184,7 +185,7 @@ describe('session lifecycle', () => {
     const again = await login(app)
     const cleared2 = cookieOf(await app.inject({ url: '/clear', headers: { cookie: again.pair } }))
     assert.equal(cleared2?.attributes['max-age'], '0')
-    assert.equal(await store.peek(`session:${again.value}`), undefined)
+    assert.equal(await store.peek(sessionKey(again.value)), undefined)
     await app.close()
   })
 
@@ -213,7 +214,7 @@ describe('session lifecycle', () => {
     assert.notEqual(after, before)
     const next = cookieOf(response)
     assert.equal(next?.value, after)
-    assert.equal(await store.peek(`session:${before}`), undefined, 'old record removed')
+    assert.equal(await store.peek(sessionKey(before)), undefined, 'old record removed')
     const read = await app.inject({ url: '/read', headers: { cookie: next?.pair } })
     assert.equal(read.body, 'none', 'data set before regenerate() is gone')
     await app.close()
@@ -229,7 +230,7 @@ describe('session lifecycle', () => {
     assert.notEqual(after, before)
     const next = cookieOf(response)
     assert.equal(next?.value, after)
-    assert.equal(await store.peek(`session:${before}`), undefined, 'old record removed')
+    assert.equal(await store.peek(sessionKey(before)), undefined, 'old record removed')
     const read = await app.inject({ url: '/read', headers: { cookie: next?.pair } })
     assert.equal(read.body, 'bar', 'data kept under the new id')
     const oldCookie = await app.inject({ url: '/read', headers: { cookie: cookie.pair } })
@@ -246,7 +247,7 @@ describe('session lifecycle', () => {
     const response = await app.inject({ url: '/logout', headers: { cookie: set.pair } })
     const cleared = cookieOf(response)
     assert.ok(cleared)
-    assert.equal(await store.peek(`session:${set.value}`), undefined)
+    assert.equal(await store.peek(sessionKey(set.value)), undefined)
     assert.equal(cleared.value, '')
     assert.equal(cleared.attributes['max-age'], '0')
     for (const name of ['path', 'domain', 'samesite', 'secure', 'partitioned', 'priority', 'httponly']) {

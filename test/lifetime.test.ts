@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { parse } from 'devalue'
 import './helpers/session-data.js'
 import { build, cookieOf, CountingStore, sessionRoutes, setCookieCount } from './helpers/app.js'
+import { sessionKey } from './helpers/keys.js'
 
 describe('rolling lifetime', () => {
   it('an unchanged session that is used is refreshed at most once per maxAge / 10, with its cookie', async () => {
@@ -84,7 +85,7 @@ describe('absoluteMaxAge', () => {
     const replaced = cookieOf(late)
     assert.ok(replaced)
     assert.notEqual(replaced.value, first.value, 'the cookie is replaced')
-    assert.equal(await store.peek(`session:${first.value}`), undefined, 'the old record is deleted')
+    assert.equal(await store.peek(sessionKey(first.value)), undefined, 'the old record is deleted')
     await app.close()
   })
 
@@ -127,7 +128,7 @@ describe('session.options()', () => {
     assert.ok(set)
     assert.equal(set.attributes['max-age'], String(30 * 24 * 3600))
     assert.equal(store.calls.find((c) => c.op === 'cas')?.ttl, 30 * 24 * 3600)
-    const record = parse(await store.peek(`session:${set.value}`) as string)
+    const record = parse(await store.peek(sessionKey(set.value)) as string)
     assert.equal(record.cookie.maxAge, 30 * 24 * 3600)
     const view = (await app.inject({ url: '/cookie', headers: { cookie: set.pair } })).json()
     assert.equal(view.maxAge, 30 * 24 * 3600)

@@ -15,6 +15,7 @@ import { freePort } from './helpers/ports.js'
 import {
   startMemcached, remainingTtl, rawCommand, readWith, counting, type MemcachedServer
 } from './helpers/memcached-server.js'
+import { sessionKey } from './helpers/keys.js'
 
 const MAX_AGE = 31 * 24 * 60 * 60
 // A long TTL becomes a Unix time from this process's clock; memcached counts the rest from its own.
@@ -47,10 +48,10 @@ describe('plugin with type memcached', () => {
       const response = await app.inject('/set')
       assert.equal(response.statusCode, 200)
       const { id } = sessionOf(response)
-      const text = await readWith(plain, `session:${id}`)
+      const text = await readWith(plain, sessionKey(id))
       assert.ok(typeof text === 'string', 'a separate client reads the record')
       assert.deepEqual({ ...(parse(text) as { data: object }).data }, { foo: 'bar' })
-      const ttl = await remainingTtl(server.port, `session:${id}`)
+      const ttl = await remainingTtl(server.port, sessionKey(id))
       assert.ok(ttl !== undefined && Math.abs(ttl - MAX_AGE) <= CLOCK_SLACK, `TTL ${ttl}`)
       const read = await app.inject({ url: '/read', headers: { cookie: sessionOf(response).cookie } })
       assert.equal(read.body, 'bar')
@@ -71,7 +72,7 @@ describe('plugin with type memcached', () => {
       const counts = await counting(server, async () => { response = await app.inject({ url: '/counter', headers: { cookie } }) })
       assert.equal(response?.body, '2')
       assert.deepEqual(counts, { cmd_get: 1, cmd_set: 1 })
-      const text = await readWith(plain, `session:${id}`)
+      const text = await readWith(plain, sessionKey(id))
       assert.equal((parse(text as string) as { data: { counter: number } }).data.counter, 2)
     })
 
@@ -80,7 +81,7 @@ describe('plugin with type memcached', () => {
       const counts = await counting(server, async () => { await app.inject({ url: '/touch', headers: { cookie } }) })
       // memcached counts a cas as a set too.
       assert.deepEqual(counts, { cmd_get: 1, cmd_set: 1 })
-      const ttl = await remainingTtl(server.port, `session:${id}`)
+      const ttl = await remainingTtl(server.port, sessionKey(id))
       assert.ok(ttl !== undefined && Math.abs(ttl - MAX_AGE) <= CLOCK_SLACK, `TTL ${ttl}`)
     })
 
@@ -93,10 +94,10 @@ describe('plugin with type memcached', () => {
 
     it('destroy deletes the item', async () => {
       const { cookie, id } = sessionOf(await app.inject('/set'))
-      assert.ok(await readWith(plain, `session:${id}`) !== undefined)
+      assert.ok(await readWith(plain, sessionKey(id)) !== undefined)
       const counts = await counting(server, async () => { await app.inject({ url: '/logout', headers: { cookie } }) })
       assert.deepEqual(counts, { cmd_get: 1, delete_hits: 1 })
-      assert.equal(await readWith(plain, `session:${id}`), undefined)
+      assert.equal(await readWith(plain, sessionKey(id)), undefined)
     })
 
     it('fastify.sessionStore reads and writes memcached directly, with its expiry', async () => {
@@ -116,7 +117,7 @@ describe('plugin with type memcached', () => {
     try {
       const { cookie, id } = sessionOf(await app.inject('/set'))
       assert.equal((await app.inject({ url: '/read', headers: { cookie } })).body, 'bar')
-      const text = await readWith(plain, memcachedKey(keyPrefix + id))
+      const text = await readWith(plain, memcachedKey(sessionKey(id, keyPrefix)))
       assert.deepEqual({ ...(parse(text as string) as { data: object }).data }, { foo: 'bar' })
     } finally {
       await app.close()
@@ -134,7 +135,7 @@ describe('plugin with type memcached', () => {
     assert.equal((await app.inject({ url: '/read', headers: { cookie } })).body, 'bar')
     await app.close()
     assert.equal(ended, 0, 'the plugin did not end the client')
-    assert.ok(await readWith(client, `session:${id}`) !== undefined)
+    assert.ok(await readWith(client, sessionKey(id)) !== undefined)
     client.end()
   })
 
@@ -180,8 +181,8 @@ describe('plugin with a pool of two memcached servers, one stopped', { timeout: 
     const onB: string[] = []
     while (onA.length < 3 || onB.length < 3) {
       const { cookie, id } = sessionOf(await app.inject('/counter'))
-      const inA = (await rawCommand(a.port, `get session:${id}`)).startsWith('VALUE')
-      const inB = (await rawCommand(b.port, `get session:${id}`)).startsWith('VALUE')
+      const inA = (await rawCommand(a.port, `get ${sessionKey(id)}`)).startsWith('VALUE')
+      const inB = (await rawCommand(b.port, `get ${sessionKey(id)}`)).startsWith('VALUE')
       assert.ok(inA !== inB, `session ${id} is on exactly one server`)
       ;(inA ? onA : onB).push(cookie)
     }
@@ -196,7 +197,7 @@ describe('plugin with a pool of two memcached servers, one stopped', { timeout: 
       const next = sessionOf(response)
       assert.notEqual(next.cookie, cookie, 'with a new id')
       fresh.push(next.cookie)
-      assert.ok((await rawCommand(a.port, `get session:${next.id}`)).startsWith('VALUE'), 'the fresh session is stored on the live server')
+      assert.ok((await rawCommand(a.port, `get ${sessionKey(next.id)}`)).startsWith('VALUE'), 'the fresh session is stored on the live server')
     }
     assert.ok(Date.now() - stopped < 5000, `fresh sessions after ${Date.now() - stopped} ms`)
     for (const cookie of onA) {

@@ -6,6 +6,7 @@ import cookie from '@fastify/cookie'
 import './helpers/session-data.js'
 import quartSession, { type QuartSessionOptions } from '../lib/index.js'
 import { cookieOf, CountingStore, SECRET, OLD_SECRET } from './helpers/app.js'
+import { sessionKey } from './helpers/keys.js'
 
 const A = '203.0.113.10'
 const B = '198.51.100.77'
@@ -55,7 +56,7 @@ describe('session protection (pinning to the client address)', () => {
     assert.equal(stolen.json().user, null)
     assert.equal(stolen.json().isNew, true)
     assert.notEqual(stolen.json().id, id)
-    assert.equal(await store.peek(`session:${id}`), undefined, 'old record deleted')
+    assert.equal(await store.peek(sessionKey(id)), undefined, 'old record deleted')
     assert.ok(lines.some((l) => /used from another client address/.test(l)), 'logged')
 
     const original = await app.inject({ url: '/me', remoteAddress: A, headers: { cookie: cookie.pair } })
@@ -69,7 +70,7 @@ describe('session protection (pinning to the client address)', () => {
     const app = await appWith(store)
     const cookie = cookieOf(await app.inject({ url: '/login', remoteAddress: A }))
     assert.ok(cookie)
-    const text = await store.peek(`session:${idOf(cookie.pair)}`) as string
+    const text = await store.peek(sessionKey(idOf(cookie.pair))) as string
     assert.ok(!text.includes(A), 'raw address absent')
     assert.ok(!text.includes('203.0.113'), 'no part of it either')
     const record = parse(text)
@@ -113,13 +114,13 @@ describe('session protection (pinning to the client address)', () => {
     assert.ok(earlier)
     await plain.close()
     const id = idOf(earlier.pair)
-    assert.equal(parse(await store.peek(`session:${id}`) as string).pin, undefined)
+    assert.equal(parse(await store.peek(sessionKey(id)) as string).pin, undefined)
 
     const app = await appWith(store)
     const me = await app.inject({ url: '/me', remoteAddress: A, headers: { cookie: earlier.pair } })
     assert.ok(me.json().user, 'kept')
     await app.inject({ url: '/count', remoteAddress: A, headers: { cookie: earlier.pair } })
-    assert.ok(parse(await store.peek(`session:${id}`) as string).pin, 'pinned on the write')
+    assert.ok(parse(await store.peek(sessionKey(id)) as string).pin, 'pinned on the write')
     const other = await app.inject({ url: '/me', remoteAddress: B, headers: { cookie: earlier.pair } })
     assert.equal(other.json().user, null, 'now pinned to A')
     await app.close()

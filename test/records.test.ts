@@ -6,6 +6,7 @@ import cookie from '@fastify/cookie'
 import './helpers/session-data.js'
 import quartSession from '../lib/index.js'
 import { build, cookieOf, setCookieCount, CountingStore } from './helpers/app.js'
+import { sessionKey } from './helpers/keys.js'
 
 describe('record format and serializer', () => {
   it('devalue round-trips Date, Map, Set, BigInt, RegExp, URL, typed arrays, undefined and cycles', async () => {
@@ -72,7 +73,7 @@ describe('record format and serializer', () => {
     })
     const set = cookieOf(await app.inject('/set'))
     assert.ok(set)
-    const text = await store.peek(`app:${set.value}`)
+    const text = await store.peek(sessionKey(set.value, 'app:'))
     assert.ok(text)
     const record = parse(text)
     assert.deepEqual(Object.keys(record).sort(), ['created', 'data', 'touched'])
@@ -80,7 +81,7 @@ describe('record format and serializer', () => {
     const now = Math.floor(Date.now() / 1000)
     assert.ok(Math.abs(record.created - now) <= 2 && record.touched === record.created, 'created and touched are epoch seconds')
     await app.inject({ url: '/forget', headers: { cookie: set.pair } })
-    assert.equal(parse((await store.peek(`app:${set.value}`)) as string).permanent, false)
+    assert.equal(parse((await store.peek(sessionKey(set.value, 'app:'))) as string).permanent, false)
     await app.close()
   })
 
@@ -93,7 +94,7 @@ describe('record format and serializer', () => {
     })
     const set = cookieOf(await app.inject('/set'))
     assert.ok(set)
-    assert.match(await store.peek(`session:${set.value}`) as string, /^\{"data":\{"foo":"json"\},"created":\d+,"touched":\d+\}$/)
+    assert.match(await store.peek(sessionKey(set.value)) as string, /^\{"data":\{"foo":"json"\},"created":\d+,"touched":\d+\}$/)
     assert.equal((await app.inject({ url: '/read', headers: { cookie: set.pair } })).body, 'json')
     assert.equal((await app.inject({ url: '/proto', headers: { cookie: set.pair } })).body, 'undefined', 'no inherited keys')
     await app.sessionStore.set('k', { a: 1 })
@@ -112,7 +113,7 @@ describe('record format and serializer', () => {
     const set = cookieOf(await app.inject('/set'))
     assert.ok(set)
     for (const corrupt of ['{not devalue', '[1,2,3]', '[{"nodata":1},2]', '']) {
-      await store.inner.set(`session:${set.value}`, corrupt, 60)
+      await store.inner.set(sessionKey(set.value), corrupt, 60)
       lines.length = 0
       const response: LightMyRequestResponse = await app.inject({ url: '/read', headers: { cookie: set.pair } })
       assert.equal(response.statusCode, 200, corrupt)

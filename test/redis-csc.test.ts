@@ -13,6 +13,7 @@ import { RedisStore } from '../lib/stores/redis.js'
 import { build, sessionOf } from './helpers/app.js'
 import { startRedis, resetCommandStats, commandCounts, redisCli, type RedisServer } from './helpers/redis-server.js'
 import { startClusterWithClients, type ClusterWithClients } from './helpers/redis-cluster.js'
+import { sessionKey } from './helpers/keys.js'
 
 // A stale read longer than this is a failure; the delay itself is logged (loopback: well under 1 ms).
 const STALE_BOUND_MS = 2000
@@ -87,7 +88,7 @@ function twoInstances (name: string, setup: () => Promise<{
       assert.ok(delay < STALE_BOUND_MS)
       // Warm again on B, then another program deletes the record.
       assert.equal((await ctx.b.inject({ url: '/read', headers: { cookie } })).body, 'two')
-      await ctx.cli(`session:${id}`, 'del', `session:${id}`)
+      await ctx.cli(sessionKey(id), 'del', sessionKey(id))
       await staleFor(async () => (await ctx.b.inject({ url: '/read', headers: { cookie } })).body, 'two')
     })
 

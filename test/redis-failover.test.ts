@@ -8,6 +8,7 @@ import type { FastifyInstance } from 'fastify'
 import { sessionOf } from './helpers/app.js'
 import { backendApp } from './helpers/backend-app.js'
 import { startRedisCluster, redisCli, readThroughFailover, type RedisClusterServers } from './helpers/redis-server.js'
+import { sessionKey } from './helpers/keys.js'
 
 // Far above the 1 s timeout of the app under test: "no hang", not a performance bar.
 const ANSWER_BOUND_MS = 5000
@@ -50,7 +51,7 @@ describe('Redis Cluster failover under a running app', { timeout: 120_000 }, () 
     while (onVictim < 3) {
       const session = sessionOf(await app.inject('/set'))
       sessions.push(session)
-      if (await redisCli(victim, 'exists', `session:${session.id}`) === '1') onVictim++
+      if (await redisCli(victim, 'exists', sessionKey(session.id)) === '1') onVictim++
     }
     assert.equal(await redisCli(victim, 'wait', '1', '5000'), '1', 'the replica acknowledged every write')
 
@@ -64,7 +65,7 @@ describe('Redis Cluster failover under a running app', { timeout: 120_000 }, () 
       assert.equal((await app.inject({ url: '/counter', headers: { cookie } })).body, '1', `write to session:${id}`)
     }
     let onPromoted = 0
-    for (const { id } of sessions) if (await redisCli(replica, 'exists', `session:${id}`) === '1') onPromoted++
+    for (const { id } of sessions) if (await redisCli(replica, 'exists', sessionKey(id)) === '1') onPromoted++
     assert.equal(onPromoted, onVictim, 'the killed master\'s sessions live on its promoted replica')
   })
 })

@@ -13,6 +13,7 @@ import type { QuartSessionOptions } from '../lib/index.js'
 import { freePort } from './helpers/ports.js'
 import { startRedis, resetCommandStats, commandCounts, type RedisServer } from './helpers/redis-server.js'
 import { startClusterWithClients, type ClusterWithClients } from './helpers/redis-cluster.js'
+import { sessionKey } from './helpers/keys.js'
 
 const MAX_AGE = 31 * 24 * 60 * 60
 
@@ -45,10 +46,10 @@ describe('plugin with type redis', () => {
       const response = await app.inject('/set')
       assert.equal(response.statusCode, 200)
       const { id } = sessionOf(response)
-      const text = await redis.get(`session:${id}`)
+      const text = await redis.get(sessionKey(id))
       assert.ok(text !== null, 'the record is in Redis')
       assert.deepEqual({ ...(parse(text) as { data: object }).data }, { foo: 'bar' })
-      const ttl = await redis.ttl(`session:${id}`)
+      const ttl = await redis.ttl(sessionKey(id))
       assert.ok(ttl >= MAX_AGE - 1 && ttl <= MAX_AGE, `TTL ${ttl}`)
     })
 
@@ -70,7 +71,7 @@ describe('plugin with type redis', () => {
       assert.equal(response.body, '3')
       // Two round trips; INFO commandstats also counts the GET and SET the script runs inside Redis.
       assert.deepEqual(await commandCounts(server.port), { get: 2, evalsha: 1, set: 1 })
-      const text = await redis.get(`session:${id}`)
+      const text = await redis.get(sessionKey(id))
       assert.equal((parse(text as string) as { data: { counter: number } }).data.counter, 3)
     })
 
@@ -78,7 +79,7 @@ describe('plugin with type redis', () => {
       await resetCommandStats(server.port)
       const { id } = sessionOf(await app.inject('/counter'))
       assert.deepEqual(await commandCounts(server.port), { set: 1 })
-      assert.ok(await redis.get(`session:${id}`))
+      assert.ok(await redis.get(sessionKey(id)))
     })
 
     it('a visitor whose session stays empty costs no command at all', async () => {
@@ -90,15 +91,15 @@ describe('plugin with type redis', () => {
 
     it('destroy deletes the key', async () => {
       const { cookie, id } = sessionOf(await app.inject('/set'))
-      assert.equal(await redis.exists(`session:${id}`), 1)
+      assert.equal(await redis.exists(sessionKey(id)), 1)
       await app.inject({ url: '/logout', headers: { cookie } })
-      assert.equal(await redis.exists(`session:${id}`), 0)
+      assert.equal(await redis.exists(sessionKey(id)), 0)
     })
 
     it('a hash under the session key gives a fresh session, not a 503 on every request', async () => {
       const { cookie, id } = sessionOf(await app.inject('/set'))
-      await redis.del(`session:${id}`)
-      await redis.hSet(`session:${id}`, 'role', 'admin')
+      await redis.del(sessionKey(id))
+      await redis.hSet(sessionKey(id), 'role', 'admin')
       for (let i = 0; i < 2; i++) {
         const read = await app.inject({ url: '/read', headers: { cookie } })
         assert.equal(read.statusCode, 200)
@@ -108,7 +109,7 @@ describe('plugin with type redis', () => {
       assert.equal(written.statusCode, 200)
       const fresh = sessionOf(written)
       assert.notEqual(fresh.id, id, 'a fresh id, never the one holding the hash')
-      assert.equal(await redis.type(`session:${id}`), 'hash', 'the foreign key is left alone')
+      assert.equal(await redis.type(sessionKey(id)), 'hash', 'the foreign key is left alone')
     })
 
     it('fastify.sessionStore reads and writes Redis directly, with its expiry', async () => {
@@ -126,8 +127,8 @@ describe('plugin with type redis', () => {
     await redis.connect()
     try {
       const { id } = sessionOf(await app.inject('/set'))
-      assert.equal(await redis.exists(`session:${id}`), 0)
-      const ttl = await redis.ttl(`shop:sess:${id}`)
+      assert.equal(await redis.exists(sessionKey(id)), 0)
+      const ttl = await redis.ttl(sessionKey(id, 'shop:sess:'))
       assert.ok(ttl >= 599 && ttl <= 600, `TTL ${ttl}`)
     } finally {
       await app.close()
@@ -143,7 +144,7 @@ describe('plugin with type redis', () => {
     assert.equal((await app.inject({ url: '/read', headers: { cookie } })).body, 'bar')
     await app.close()
     assert.equal(client.isOpen, true)
-    assert.ok(await client.get(`session:${id}`) !== null)
+    assert.ok(await client.get(sessionKey(id)) !== null)
     await client.close()
   })
 
@@ -198,7 +199,7 @@ describe('plugin with a Redis Cluster client', () => {
       const byMaster = new Map<number, Array<{ cookie: string, id: string }>>()
       while ([...byMaster.values()].filter((list) => list.length >= 2).length < 3) {
         const session = sessionOf(await app.inject('/set'))
-        const port = await redisCluster.holder(`session:${session.id}`)
+        const port = await redisCluster.holder(sessionKey(session.id))
         assert.ok(port !== undefined, 'the session is stored on a master')
         byMaster.set(port, [...(byMaster.get(port) ?? []), session])
       }
@@ -208,12 +209,12 @@ describe('plugin with a Redis Cluster client', () => {
         const read = await app.inject({ url: '/read', headers: { cookie: kept.cookie } })
         assert.equal(read.body, 'bar', `read back from ${port}`)
         await app.inject({ url: '/logout', headers: { cookie: deleted.cookie } })
-        assert.equal(await redisCluster.holder(`session:${deleted.id}`), undefined, `deleted on ${port}`)
+        assert.equal(await redisCluster.holder(sessionKey(deleted.id)), undefined, `deleted on ${port}`)
       }
 
       await sleep(4100)
       for (const [port, [kept]] of byMaster) {
-        assert.equal(await redisCluster.nodes.get(port)?.exists(`session:${kept.id}`), 0, `expired on ${port}`)
+        assert.equal(await redisCluster.nodes.get(port)?.exists(sessionKey(kept.id)), 0, `expired on ${port}`)
         const read = await app.inject({ url: '/read', headers: { cookie: kept.cookie } })
         assert.equal(read.body, 'none')
       }

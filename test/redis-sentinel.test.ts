@@ -12,6 +12,7 @@ import { backendApp } from './helpers/backend-app.js'
 import { redisCli, readThroughFailover, resetCommandStats, commandCounts } from './helpers/redis-server.js'
 import { eventually } from './helpers/assertions.js'
 import { startSentinelSetup, type SentinelSetup } from './helpers/redis-sentinel.js'
+import { sessionKey } from './helpers/keys.js'
 
 // Far above the 1 s timeout of the app under test: "no hang", not a performance bar.
 const ANSWER_BOUND_MS = 5000
@@ -106,7 +107,7 @@ describe('Redis behind Sentinel', { timeout: 120_000 }, () => {
       assert.equal((await app.inject({ url: '/counter', headers: { cookie } })).body, '2')
       const fresh = sessionOf(await app.inject('/set'))
       assert.equal((await app.inject({ url: '/read', headers: { cookie: fresh.cookie } })).body, 'bar')
-      assert.ok(await redisCli(setup.replicaPort, 'exists', `session:${fresh.id}`) === '1', 'the new session is on the promoted replica')
+      assert.ok(await redisCli(setup.replicaPort, 'exists', sessionKey(fresh.id)) === '1', 'the new session is on the promoted replica')
     })
   })
 })

@@ -9,6 +9,7 @@ import fastifyStatic from '@fastify/static'
 import './helpers/session-data.js'
 import quartSession, { type QuartSessionOptions } from '../lib/index.js'
 import { cookieOf, setCookieCount, CountingStore } from './helpers/app.js'
+import { sessionKey } from './helpers/keys.js'
 
 let root: string
 
@@ -116,7 +117,7 @@ describe('static files never touch the session', () => {
     assert.equal(response.statusCode, 200)
     const cookie = cookieOf(response)
     assert.ok(cookie, 'the new session is not lost')
-    assert.ok((await store.peek(`session:${cookie.value}`))?.includes('changed-before-file'))
+    assert.ok((await store.peek(sessionKey(cookie.value)))?.includes('changed-before-file'))
     await app.close()
   })
 

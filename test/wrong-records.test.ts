@@ -11,6 +11,7 @@ import { MemoryStore } from '../lib/stores/memory.js'
 import { generateId } from '../lib/id.js'
 import { cookieOf } from './helpers/app.js'
 import { startRedis, redisCli, type RedisServer } from './helpers/redis-server.js'
+import { sessionKey } from './helpers/keys.js'
 
 // What other programs leave under a session key: devalue text that is not a record of ours, or no devalue at all.
 const WRONG_RECORDS: Record<string, string> = {
@@ -65,7 +66,7 @@ function assertOk (response: LightMyRequestResponse, body: string, what: string)
  */
 async function assertFreshSession (logged: Logged, backend: Backend, text: string, what: string): Promise<void> {
   const id = generateId()
-  const key = `session:${id}`
+  const key = sessionKey(id)
   await backend.write(key, text)
   const headers = { cookie: `session=${id}` }
   const { app } = logged
@@ -94,7 +95,7 @@ function suite (backend: () => Backend, extra: () => Array<[string, (key: string
       for (const [what, text] of Object.entries(WRONG_RECORDS)) await assertFreshSession(logged, b, text, what)
       for (const [what, plant] of extra()) {
         const id = generateId()
-        await plant(`session:${id}`)
+        await plant(sessionKey(id))
         const headers = { cookie: `session=${id}` }
         logged.clear()
         for (const attempt of ['first', 'second']) {
@@ -133,12 +134,12 @@ function suite (backend: () => Backend, extra: () => Array<[string, (key: string
 
       const stored = cookieOf(await app.inject('/set'))
       assert.ok(stored)
-      const before = await b.read(`session:${stored.value}`)
+      const before = await b.read(sessionKey(stored.value))
       const grown = await app.inject({ url: '/big', headers: { cookie: stored.pair } })
       assert.equal(grown.statusCode, 500)
       assert.equal(grown.json().code, 'FST_QUART_SESSION_VALUE_TOO_LARGE')
       assert.equal(grown.headers['set-cookie'], undefined)
-      assert.equal(await b.read(`session:${stored.value}`), before, 'the stored record is unchanged')
+      assert.equal(await b.read(sessionKey(stored.value)), before, 'the stored record is unchanged')
       assertOk(await app.inject({ url: '/read', headers: { cookie: stored.pair } }), 'bar', 'the session still works')
     } finally {
       await app.close()

@@ -1,0 +1,61 @@
+import { createHash } from 'node:crypto'
+import { isValidId } from './id.js'
+
+// Store keys are derived from session ids, never the ids themselves: whoever can list or read the
+// backend (KEYS, a dump, a backup, a slow log, an invalidation broadcast) sees only hashes, which
+// cannot be sent back as cookies. Other programs find a session from its cookie the same way:
+// keyPrefix + base64url(SHA-256(id)), no padding (43 characters).
+
+/** Length of the hash part of a session key. */
+export const DERIVED_LENGTH = 43
+const DERIVED = /^[A-Za-z0-9_-]{43}$/
+
+/** Ids hashed recently, so a returning client costs a Map lookup rather than a SHA-256. */
+const CACHE_SIZE = 4096
+
+/** `keyPrefix` + base64url(SHA-256(id)): the store key of a session, computed once per id. */
+export function deriveKey (keyPrefix: string, id: string): string {
+  return keyPrefix + createHash('sha256').update(id).digest('base64url')
+}
+
+/**
+ * The one place that turns an id into a store key, and tells session keys from direct-store keys.
+ */
+export class StoreKeys {
+  readonly prefix: string
+  readonly #cache = new Map<string, string>()
+
+  constructor (prefix: string) {
+    this.prefix = prefix
+  }
+
+  /** The key a session's record lives under. */
+  of (id: string): string {
+    const cache = this.#cache
+    let key = cache.get(id)
+    if (key === undefined) {
+      key = deriveKey(this.prefix, id)
+      // Oldest first out: insertion order is Map iteration order.
+      if (cache.size >= CACHE_SIZE) cache.delete(cache.keys().next().value as string)
+      cache.set(id, key)
+    }
+    return key
+  }
+
+  /**
+   * Where versions before derived keys stored the record (`keyPrefix` + the id itself), read once
+   * and moved. Only ever built from an id of our own shape: never from input that already looks
+   * like a derived key, so a hash read from the backend cannot be replayed as a cookie.
+   */
+  legacyOf (id: string): string | undefined {
+    return isValidId(id) && !DERIVED.test(id) ? this.prefix + id : undefined
+  }
+
+  /** Whether `key` has the shape of a session record's key (derived, or the legacy plain id). */
+  isSessionKey (key: string): boolean {
+    const prefix = this.prefix
+    if (!key.startsWith(prefix)) return false
+    const rest = key.slice(prefix.length)
+    return DERIVED.test(rest) || isValidId(rest)
+  }
+}
