@@ -1,22 +1,18 @@
 import type { SessionStore } from './store.js'
-import type { Serializer } from './serializer.js'
 import type { ResolvedOptions } from './options.js'
 import type { CookieSigner } from './signing.js'
-import { StoreKeys } from './keys.js'
-import { type SessionCookieView, type Data, type SessionRecord, type Session, isEmpty } from './session.js'
-import { type SessionCookie, type SessionCookieOptions, checkSessionCookieOptions } from './cookie.js'
-import { UNCOMPARABLE, snapshot, unchanged } from './snapshot.js'
-import {
-  FST_QUART_SESSION_BACKEND, FST_QUART_SESSION_CONFLICT, FST_QUART_SESSION_CORRUPT_RECORD, FST_QUART_SESSION_SERIALIZE,
-  FST_QUART_SESSION_VALUE_TOO_LARGE
-} from './errors.js'
-import {
-  kChanged, kClearCookie, kCleared, kCookie, kCookieOptions, kCreated, kData, kDirty, kDisabled, kExposed, kHadCookie,
-  kId, kNew, kPermanent, kPin, kSigned, kText, kTouch, kTouched
-} from './symbols.js'
+import type { SessionCookie } from './cookie.js'
+import type { SessionCookieView } from './session.js'
+import type { SessionState, Update } from './state.js'
+import { type Data, type Decoded, type Encoded, RecordCodec, isEmpty } from './record.js'
+import { StoreKeys, handleOf } from './keys.js'
+import { generateId } from './id.js'
+import { Lifetime, nowSeconds } from './lifetime.js'
+import { merge } from './merge.js'
+import { FST_QUART_SESSION_CONFLICT, FST_QUART_SESSION_GONE, backendError } from './errors.js'
 
 /**
- * A save that keeps losing the compare-and-set to other requests re-reads, merges and tries again
+ * A save that keeps losing the compare-and-set to other processes re-reads, merges and tries again
  * after a short random pause (so racing writers spread out instead of colliding in lockstep),
  * for at most this long; then the request fails with FST_QUART_SESSION_CONFLICT rather than hang.
  */
@@ -27,45 +23,54 @@ const pause = async (attempt: number): Promise<void> => {
   await new Promise((resolve) => setTimeout(resolve, ms))
 }
 
-export const nowSeconds = (): number => Math.floor(Date.now() / 1000)
-
-// The parsed-record cache: at most this many records, of texts at most this long (about 4 MB).
-const DECODED_MAX = 1024
-const DECODED_TEXT_MAX = 4096
+/** One session's save waiting in its key's queue. */
+interface Job {
+  state: SessionState
+  /** Taken when the job joined: changes made after that stay for the next save. */
+  version: number
+  updates: Update[] | null
+  /** Copies of handed-out values as this save writes them (later mutations compare against them). */
+  baseline: Map<string, unknown> | null
+  resolve: () => void
+  reject: (error: unknown) => void
+}
 
 /**
- * Sits between sessions and the adapter: key names, the record format, error mapping, the save
- * decision, the merge of concurrent saves and the lifetime policy live here once, so adapters
- * only move strings.
+ * The saves of one session key in this process. Saves that arrive while one is being written wait
+ * and then go out together as one write, each applied in turn onto the result of the one before:
+ * requests of one hot session never conflict with each other, and a burst costs one round trip.
+ */
+interface Queue {
+  waiting: Job[]
+  /** What this process last wrote under the key while the queue was busy: the next batch starts from it. */
+  latest: Decoded | undefined
+}
+
+/**
+ * The save and load policy between sessions and the adapter: when to write, refresh or delete,
+ * how concurrent saves of one session combine, and what a vanished record means. Records, keys,
+ * lifetimes and merges each have a module of their own; adapters only move strings.
  */
 export class Backend {
   readonly store: SessionStore
-  readonly serializer: Serializer
+  readonly codec: RecordCodec
   readonly keys: StoreKeys
-  /** Seconds a session lives after its last use (rolling) or write. */
-  readonly maxAge: number
+  readonly lifetime: Lifetime
   /** Default of `session.permanent` for new sessions. */
   readonly permanent: boolean
-  readonly rolling: boolean
-  readonly absoluteMaxAge: number
-  readonly maxRecordBytes: number
   readonly cookie: SessionCookie
   readonly signer: CookieSigner | undefined
   /** Adapters without compareAndSet: the last write wins (documented). */
   readonly atomic: boolean
   readonly #getLocal: ((key: string) => string | null | undefined) | undefined
-  /** Records recently parsed, by their text; never handed out, only copied. */
-  readonly #decoded = new Map<string, SessionRecord>()
+  readonly #queues = new Map<string, Queue>()
 
-  constructor (store: SessionStore, options: ResolvedOptions, cookie: SessionCookie, signer: CookieSigner | undefined) {
+  constructor (store: SessionStore, options: ResolvedOptions, cookie: SessionCookie, signer: CookieSigner | undefined, codec?: RecordCodec) {
     this.store = store
-    this.serializer = options.serializer
+    this.codec = codec ?? new RecordCodec(options.serializer, options.maxRecordBytes)
     this.keys = new StoreKeys(options.keyPrefix)
-    this.maxAge = options.maxAge
+    this.lifetime = new Lifetime(options.maxAge, options.rolling, options.absoluteMaxAge)
     this.permanent = options.permanent
-    this.rolling = options.rolling
-    this.absoluteMaxAge = options.absoluteMaxAge
-    this.maxRecordBytes = options.maxRecordBytes
     this.cookie = cookie
     this.signer = signer
     this.atomic = typeof store.compareAndSet === 'function'
@@ -83,113 +88,53 @@ export class Backend {
     return this.#getLocal?.(this.keys.of(id))
   }
 
-  async remove (id: string): Promise<void> {
+  /** A stored text as a record this session may own; throws FST_QUART_SESSION_CORRUPT_RECORD. */
+  open (id: string, stored: string): Decoded {
+    return this.codec.open(stored, this.keys.of(id))
+  }
+
+  /** Remove a record; `expected`: only if it is still that text (an expired record another process may just have renewed). */
+  async remove (id: string, expected?: string): Promise<void> {
+    const key = this.keys.of(id)
     try {
-      await this.store.delete(this.keys.of(id))
+      if (expected !== undefined && this.atomic) await (this.store.compareAndSet as NonNullable<SessionStore['compareAndSet']>)(key, expected, undefined, 0)
+      else await this.store.delete(key)
     } catch (err) {
       throw backendError('delete', err)
     }
   }
 
-  /** Seconds this session lives after a use or write. */
-  lifetimeOf (session: Session): number {
-    return session[kCookieOptions]?.maxAge ?? this.maxAge
+  handleOf (id: string): string {
+    return handleOf(id)
   }
 
-  /** Whether the record's lifetime should be restarted now (rolling, at most once per maxAge / 10). */
-  refreshDue (session: Session, now: number): boolean {
-    return this.rolling && now - session[kTouched] >= Math.max(1, Math.floor(this.lifetimeOf(session) / 10))
+  /** Whether the cookie carries an expiry: permanent sessions, and any with a lifetime of their own ("remember me"). */
+  persistent (state: SessionState): boolean {
+    return state.permanent || state.cookieOptions?.maxAge !== undefined
   }
 
-  /** Seconds left from `from`, the backend TTL and cookie Max-Age alike; absoluteMaxAge caps it. */
-  ttl (session: Session, from: number, now: number): number {
-    let ttl = from + this.lifetimeOf(session) - now
-    if (this.absoluteMaxAge > 0) ttl = Math.min(ttl, session[kCreated] + this.absoluteMaxAge - now)
-    return Math.max(1, ttl)
-  }
-
-  /**
-   * Whether a record has outlived its lifetime: `maxAge` (or its own) after its last write or
-   * refresh, or `absoluteMaxAge` after its creation. Checked by the core on every record it reads,
-   * whatever the store or a cache in front of it says: a store without TTLs, or a client-side cache
-   * whose invalidation comes only when Redis's expiry cycle reaches the key, must never hand back a
-   * session that has ended.
-   */
-  expired (record: SessionRecord, now: number): boolean {
-    const touched = record.touched
-    if (touched !== undefined && touched + (record.cookie?.maxAge ?? this.maxAge) <= now) return true
-    return this.absoluteMaxAge > 0 && record.created !== undefined && record.created + this.absoluteMaxAge <= now
-  }
-
-  encode (session: Session, touched: number): string {
-    const record: SessionRecord = { data: session[kData] }
-    if (!session[kPermanent]) record.permanent = false
-    if (session[kPin] !== undefined) record.pin = session[kPin]
-    record.created = session[kCreated]
-    record.touched = touched
-    if (session[kCookieOptions] !== undefined) record.cookie = session[kCookieOptions]
-    try {
-      return this.serializer.stringify(record)
-    } catch (err) {
-      throw Object.assign(new FST_QUART_SESSION_SERIALIZE((err as Error)?.message ?? String(err)), { cause: err })
-    }
-  }
-
-  /**
-   * A record for a session to own: parsed, or copied from the record last parsed from the same
-   * text. Sessions are read far more often than written, so the same text comes back again and
-   * again; a deep copy of plain data costs a fraction of parsing it.
-   */
-  open (text: string): SessionRecord {
-    const decoded = this.#decoded
-    const known = decoded.get(text)
-    if (known !== undefined) return { ...known, data: snapshot(known.data) as Data }
-    const record = this.decode(text)
-    if (text.length <= DECODED_TEXT_MAX) {
-      const copy = snapshot(record.data)
-      if (copy !== UNCOMPARABLE) {
-        if (decoded.size >= DECODED_MAX) decoded.delete(decoded.keys().next().value as string)
-        decoded.set(text, { ...record, data: copy as Data })
-      }
-    }
-    return record
-  }
-
-  /** Parse a stored record; throws FST_QUART_SESSION_CORRUPT_RECORD when it is not one of ours. */
-  decode (text: string): SessionRecord {
-    const max = this.maxRecordBytes
-    // Checked before parsing: a huge record costs nothing but this comparison.
-    if (text.length > max || (text.length * 3 > max && Buffer.byteLength(text) > max)) {
-      throw new FST_QUART_SESSION_CORRUPT_RECORD(`the record is larger than maxRecordBytes (${max} bytes)`)
-    }
-    let record: unknown
-    try {
-      record = this.serializer.parse(text)
-    } catch (err) {
-      throw Object.assign(new FST_QUART_SESSION_CORRUPT_RECORD((err as Error)?.message ?? String(err)), { cause: err })
-    }
-    if (!isRecord(record)) throw new FST_QUART_SESSION_CORRUPT_RECORD('not a session record ({ data: {...} })')
-    return record
+  /** Seconds the cookie lives from now (Max-Age), the same arithmetic as the record's TTL. */
+  cookieLifetime (state: SessionState, now: number): number {
+    return this.lifetime.ttl(state, state.stored === undefined ? now : state.touched, now)
   }
 
   /** The cookie value for the session: the id, signed when a secret is set. */
-  cookieValue (session: Session): string {
-    const id = session.id
+  cookieValue (state: SessionState): string {
+    const id = state.id
     const signer = this.signer
     if (signer === undefined) return id
-    const signed = session[kSigned]
+    const signed = state.signed
     // The client's own signed value goes back as it came: no HMAC per response.
     if (signed !== undefined && signed.startsWith(id) && signed.charCodeAt(id.length) === 46) return signed
     return signer.sign(id)
   }
 
-  cookieView (session: Session): SessionCookieView {
-    const options = { ...this.cookie.options, ...session[kCookieOptions] }
-    const maxAge = this.lifetimeOf(session)
+  cookieView (state: SessionState): SessionCookieView {
+    const options = { ...this.cookie.options, ...state.cookieOptions }
+    const maxAge = this.lifetime.of(state.cookieOptions)
     const now = nowSeconds()
-    const touched = session[kText] === undefined ? now : session[kTouched]
     return Object.freeze({
-      expires: session[kPermanent] ? new Date((now + this.ttl(session, touched, now)) * 1000) : null,
+      expires: this.persistent(state) ? new Date((now + this.cookieLifetime(state, now)) * 1000) : null,
       maxAge,
       originalMaxAge: maxAge * 1000,
       path: options.path,
@@ -203,104 +148,227 @@ export class Backend {
   }
 
   /** Whether the data differs from what is stored, or the session is new and holds data. */
-  isModified (session: Session): boolean {
-    if (session[kDirty] || session[kChanged] !== null || session[kCleared]) return true
-    return session[kExposed] !== null && this.#exposedChanged(session)
-  }
-
-  /** Whether an object handed out by `get` was mutated since. */
-  #exposedChanged (session: Session): boolean {
-    const data = session[kData]
-    for (const [key, copy] of session[kExposed] as Map<string, unknown>) {
-      // Values the copy cannot compare: the serializer's text decides, for the whole record.
-      if (copy === UNCOMPARABLE) return this.encode(session, session[kTouched]) !== session[kText]
-      if (!unchanged(copy, data[key])) return true
-    }
-    return false
+  isModified (state: SessionState): boolean {
+    return state.modified((record) => this.codec.stringify(record))
   }
 
   /**
    * Write the session if it changed, delete it if it was emptied, refresh its lifetime when due.
-   * Records on the session whether the cookie must be sent or expired.
+   * Records on the state whether the cookie must be sent or expired. A save already in flight for
+   * this session (an un-awaited `save()`) finishes first.
    */
-  async persist (session: Session): Promise<void> {
-    if (session[kDisabled] !== undefined) return
-    const now = nowSeconds()
-    let modified = session[kDirty] || session[kChanged] !== null || session[kCleared]
-    if (!modified && session[kExposed] !== null) {
-      // Objects were handed out: unchanged unless one of them was mutated.
-      modified = this.#exposedChanged(session)
-      if (!modified) session[kExposed] = null
+  async persist (state: SessionState): Promise<void> {
+    if (state.disabled !== undefined) return
+    while (state.saving !== undefined) await state.saving.catch(() => {})
+    const saving = this.#persist(state)
+    state.saving = saving
+    try {
+      await saving
+    } finally {
+      if (state.saving === saving) state.saving = undefined
     }
-    if (modified) {
-      await this.#write(session, now)
-    } else if (session[kText] !== undefined && (session[kTouch] || this.refreshDue(session, now))) {
-      await this.#refresh(session, now)
-    }
-    session[kTouch] = false
   }
 
-  /** Apply this request's changes, compare-and-set against what was read, merge and retry on conflict. */
-  async #write (session: Session, now: number): Promise<void> {
-    const store = this.store
-    let expected = session[kText]
-    // Keys whose handed-out objects were mutated: worked out on the first conflict only.
-    let mutated: string[] | undefined
-    let deadline = 0
-    for (let attempt = 1; ; attempt++) {
-      const empty = isEmpty(session[kData])
-      if (empty && expected === undefined) {
-        // Nothing stored and nothing to store: a new session that stayed empty.
-        this.#settled(session, undefined, now)
+  async #persist (state: SessionState): Promise<void> {
+    const now = nowSeconds()
+    const changes = state.changes
+    let modified = changes.dirty || changes.cleared || changes.updates !== null
+    if (!modified && changes.exposed !== null) {
+      // Objects were handed out: unchanged unless one of them was mutated.
+      modified = this.isModified(state)
+      if (!modified) changes.exposed = null
+    }
+    if (modified) {
+      if (state.stored === undefined) await this.#create(state, now)
+      else await this.#enqueue(state)
+    } else if (state.stored !== undefined && (changes.touch || this.lifetime.refreshDue(state, now))) {
+      await this.#refresh(state, now)
+    }
+    changes.touch = false
+  }
+
+  /** A session not stored yet: one conditional create (SET NX); its id is new, so nothing can race it. */
+  async #create (state: SessionState, now: number): Promise<void> {
+    const version = state.changes.version
+    const updates = takeUpdates(state)
+    try {
+      if (updates !== null) applyUpdates(state.data, updates)
+      if (isEmpty(state.data)) {
+        state.written(undefined, now, version, null)
+        settleUpdates(updates, state.data)
         return
       }
-      const text = empty ? undefined : this.#checkSize(this.encode(session, now))
-      const key = this.keys.of(session.id)
-      const ttl = this.ttl(session, now, now)
+      const baseline = state.done ? null : state.baseline()
+      for (;;) {
+        if (state.id === '') state.id = generateId()
+        const key = this.keys.of(state.id)
+        const encoded = this.codec.encode(state.toRecord(now), key)
+        let written: boolean
+        try {
+          written = await this.#put(key, undefined, encoded.stored, this.lifetime.ttl(state, now, now), true)
+        } catch (err) {
+          throw backendError('save', err)
+        }
+        if (written) {
+          state.written(encoded, now, version, baseline)
+          settleUpdates(updates, state.data)
+          return
+        }
+        // A new id that is taken (192 random bits: practically never): take another.
+        state.id = ''
+      }
+    } catch (err) {
+      failUpdates(updates, err)
+      throw err
+    }
+  }
+
+  /** Join (or open) the queue of this session's key; the queue writes waiting saves together. */
+  #enqueue (state: SessionState): Promise<void> {
+    const key = this.keys.of(state.id)
+    return new Promise<void>((resolve, reject) => {
+      const job: Job = {
+        state, version: state.changes.version, updates: takeUpdates(state), baseline: state.done ? null : state.baseline(), resolve, reject
+      }
+      const queue = this.#queues.get(key)
+      if (queue !== undefined) {
+        queue.waiting.push(job)
+        return
+      }
+      const fresh: Queue = { waiting: [], latest: undefined }
+      this.#queues.set(key, fresh)
+      void this.#drain(key, fresh, [job])
+    })
+  }
+
+  async #drain (key: string, queue: Queue, first: Job[]): Promise<void> {
+    let batch = first
+    while (batch.length > 0) {
+      try {
+        await this.#commit(key, queue, batch)
+      } catch (err) {
+        for (const job of batch) {
+          failUpdates(job.updates, err)
+          job.reject(err)
+        }
+      }
+      batch = queue.waiting
+      queue.waiting = []
+    }
+    this.#queues.delete(key)
+  }
+
+  /**
+   * Write a batch of saves of one key as one compare-and-set: each job's changes (from the record
+   * it loaded to the data it ends with) merged in turn onto the latest record, then its updates
+   * applied. On a conflict with another process: read the latest, merge again, retry.
+   */
+  async #commit (key: string, queue: Queue, batch: Job[]): Promise<void> {
+    const now = nowSeconds()
+    const last = batch[batch.length - 1].state
+    // The latest record as far as this process knows: its own last write, or what the first job loaded.
+    let current: Decoded | undefined = queue.latest
+    let deadline = 0
+    for (let attempt = 1; ; attempt++) {
+      const expected = current?.stored ?? batch[0].state.stored
+      let data: Data
+      let created = last.created
+      if (batch.length === 1 && (current === undefined || current.stored === last.stored)) {
+        // The common case: one save of what is stored. Its data is the result, no merge.
+        data = last.data
+        if (batch[0].updates !== null) {
+          data = { ...data }
+          applyUpdates(data, batch[0].updates)
+        }
+      } else {
+        data = current === undefined ? this.#base(batch[0].state) : current.record.data
+        if (current?.record.created !== undefined) created = Math.min(created, current.record.created)
+        // Only the first job can have loaded exactly the starting record; the others merge onto the result.
+        let theirs: string | undefined = current?.stored ?? expected
+        for (const job of batch) {
+          data = this.#apply(job, data, theirs)
+          theirs = undefined
+        }
+      }
+      const empty = isEmpty(data)
+      const record = { ...last.toRecord(now), data, created }
+      const encoded = empty ? undefined : this.codec.encode(record, key)
       let written: boolean
       try {
-        written = await this.#put(key, expected, text, ttl, session[kText] === undefined)
+        written = await this.#put(key, expected, encoded?.stored, this.lifetime.ttl(last, now, now), false)
       } catch (err) {
         throw backendError('save', err)
       }
       if (written) {
-        this.#settled(session, text, now)
+        queue.latest = encoded === undefined ? undefined : { ...encoded, record }
+        for (const job of batch) this.#settle(job, encoded, data, now)
         return
       }
       if (attempt === 1) deadline = Date.now() + RETRY_FOR_MS
       else if (Date.now() > deadline) throw new FST_QUART_SESSION_CONFLICT(attempt)
       else await pause(attempt)
-      let latest: string | undefined
-      try {
-        latest = await store.get(key)
-      } catch (err) {
-        throw backendError('save', err)
-      }
-      if (expected === undefined && latest !== undefined && session[kText] === undefined) {
-        // A new id that is taken (192 random bits: practically never): take another.
-        session[kId] = ''
-        continue
-      }
-      let record: SessionRecord | undefined
-      try {
-        record = latest === undefined ? undefined : this.decode(latest)
-      } catch {
-        record = undefined
-      }
-      if (record !== undefined && this.expired(record, now)) record = undefined
-      if (record === undefined) {
-        // Destroyed, regenerated or expired since this request read it: the changes die with it,
-        // and the id is never written back.
-        this.#gone(session)
+      current = await this.#latest(key, now)
+      if (current === undefined) {
+        // Destroyed, regenerated, revoked or expired since these requests read it: their changes
+        // die with it, and the id is never written back.
+        queue.latest = undefined
+        for (const job of batch) {
+          job.state.gone()
+          failUpdates(job.updates, new FST_QUART_SESSION_GONE('update'))
+          job.resolve()
+        }
         return
       }
-      mutated ??= this.#mutatedKeys(session)
-      session[kData] = this.#merge(session, record.data, mutated)
-      if (record.created !== undefined) session[kCreated] = Math.min(record.created, session[kCreated])
-      if (session[kCookieOptions] === undefined && record.cookie !== undefined) session[kCookieOptions] = record.cookie
-      session[kText] = latest
-      expected = latest
     }
+  }
+
+  /** One job's changes onto `theirs`: a three-way merge from what it loaded, then its updates. */
+  #apply (job: Job, theirs: Data, theirsStored: string | undefined): Data {
+    const state = job.state
+    let data: Data
+    if (state.changes.cleared) data = { ...state.data }
+    else if (state.stored === theirsStored) data = { ...state.data }
+    else data = merge(this.#base(state), state.data, theirs, state.changes.replaced)
+    if (job.updates !== null) applyUpdates(data, job.updates)
+    return data
+  }
+
+  /** The data a session loaded (its stored record), for a merge; {} when unreadable. */
+  #base (state: SessionState): Data {
+    if (state.stored === undefined) return {}
+    try {
+      return this.codec.open(state.stored, this.keys.of(state.id)).record.data
+    } catch {
+      return {}
+    }
+  }
+
+  /** The record under `key` now, unless it is gone, unreadable or past its lifetime. */
+  async #latest (key: string, now: number): Promise<Decoded | undefined> {
+    let text: string | undefined
+    try {
+      text = await this.store.get(key)
+    } catch (err) {
+      throw backendError('save', err)
+    }
+    if (text === undefined) return undefined
+    try {
+      const decoded = this.codec.open(text, key)
+      return this.lifetime.expired(decoded.record, now) ? undefined : decoded
+    } catch {
+      return undefined
+    }
+  }
+
+  #settle (job: Job, encoded: Encoded | undefined, data: Data, now: number): void {
+    const state = job.state
+    if (!state.done) {
+      // A save in the middle of a request (save(), update()): the handler goes on with the merged data.
+      state.data = encoded === undefined ? {} : this.codec.open(encoded.stored, this.keys.of(state.id)).record.data
+    }
+    state.written(encoded, now, job.version, job.baseline)
+    settleUpdates(job.updates, data)
+    job.resolve()
   }
 
   /** One conditional write; without compareAndSet, the last write wins (but never revives a record that is gone). */
@@ -313,15 +381,18 @@ export class Backend {
     return true
   }
 
-  /** Restart the record's lifetime: the record is rewritten with its new `touched`, only if it is still the one loaded. */
-  async #refresh (session: Session, now: number): Promise<void> {
-    const stored = session[kText] as string
-    const text = this.encode(session, now)
-    const key = this.keys.of(session[kId])
+  /** Restart the record's lifetime: rewritten with its new `touched`, only if it is still the one loaded. */
+  async #refresh (state: SessionState, now: number): Promise<void> {
+    const key = this.keys.of(state.id)
+    // Saves of this session are in flight here: each of them restarts the lifetime anyway.
+    if (this.#queues.has(key)) return
+    const stored = state.stored as string
+    const version = state.changes.version
+    const encoded = this.codec.encode(state.toRecord(now), key)
     let latest: string | undefined
     try {
-      if (await this.#put(key, stored, text, this.ttl(session, now, now), false)) {
-        this.#settled(session, text, now)
+      if (await this.#put(key, stored, encoded.stored, this.lifetime.ttl(state, now, now), false)) {
+        state.written(encoded, now, version, null)
         return
       }
       latest = await this.store.get(key)
@@ -329,199 +400,58 @@ export class Backend {
       throw backendError('save', err)
     }
     // Another request wrote it meanwhile, which refreshed it; or it is gone.
-    if (latest === undefined) this.#gone(session)
-  }
-
-  #settled (session: Session, text: string | undefined, now: number): void {
-    const stored = session[kText]
-    session[kDirty] = false
-    session[kChanged] = null
-    session[kCleared] = false
-    session[kExposed] = null
-    session[kTouch] = false
-    if (text === undefined) {
-      if (stored !== undefined) session[kClearCookie] = true
-      session[kText] = undefined
-      session[kCookie] = false
-      return
-    }
-    session[kText] = text
-    session[kTouched] = now
-    session[kNew] = false
-    session[kCookie] = true
-    session[kClearCookie] = false
-  }
-
-  /** The session vanished from the backend while this request held it. */
-  #gone (session: Session): void {
-    session[kId] = ''
-    session[kData] = {}
-    session[kText] = undefined
-    session[kNew] = true
-    session[kDirty] = false
-    session[kChanged] = null
-    session[kCleared] = false
-    session[kExposed] = null
-    session[kTouch] = false
-    session[kCookie] = false
-    session[kSigned] = undefined
-    session[kClearCookie] = session[kHadCookie] || session[kClearCookie]
-  }
-
-  /** Exposed keys whose values now differ from what they were when handed out. */
-  #mutatedKeys (session: Session): string[] {
-    const exposed = session[kExposed]
-    if (exposed === null) return []
-    const data = session[kData]
-    let original: Data | undefined
-    const mutated: string[] = []
-    for (const [key, copy] of exposed) {
-      if (copy !== UNCOMPARABLE) {
-        if (!unchanged(copy, data[key])) mutated.push(key)
-        continue
-      }
-      // No copy to compare with: compare the serializer's text with the record this request loaded.
-      if (original === undefined) {
-        try {
-          original = session[kText] === undefined ? {} : this.decode(session[kText]).data
-        } catch {
-          original = {}
-        }
-      }
-      if (Object.hasOwn(data, key) !== Object.hasOwn(original, key) ||
-          this.serializer.stringify(data[key]) !== this.serializer.stringify(original[key])) mutated.push(key)
-    }
-    return mutated
-  }
-
-  /** This request's changes, key by key, on top of the latest stored data. */
-  #merge (session: Session, latest: Data, mutated: string[]): Data {
-    const data = session[kData]
-    const merged: Data = session[kCleared] ? {} : latest
-    const apply = (key: string): void => {
-      if (Object.hasOwn(data, key)) merged[key] = data[key]
-      else delete merged[key]
-    }
-    const changed = session[kChanged]
-    if (changed !== null) for (const key of changed) apply(key)
-    for (const key of mutated) apply(key)
-    return merged
-  }
-
-  #checkSize (text: string): string {
-    const max = this.maxRecordBytes
-    if (text.length * 3 > max) {
-      const bytes = Buffer.byteLength(text)
-      if (bytes > max) throw new FST_QUART_SESSION_VALUE_TOO_LARGE(bytes, max)
-    }
-    return text
+    if (latest === undefined) state.gone()
   }
 
   /** New id, old record removed, data emptied except `keep`. */
-  async regenerate (session: Session, keep: string[] | undefined): Promise<void> {
-    const stored = session[kText]
-    if (stored !== undefined) await this.remove(session[kId])
-    if (stored !== undefined || session[kHadCookie]) session[kClearCookie] = true
-    const data = session[kData]
+  async regenerate (state: SessionState, keep: string[] | undefined): Promise<void> {
+    if (state.stored !== undefined) await this.remove(state.id)
+    const data = state.data
     const kept: Data = {}
     if (keep !== undefined) for (const key of keep) if (Object.hasOwn(data, key)) kept[key] = data[key]
-    const now = nowSeconds()
-    session[kId] = ''
-    session[kData] = kept
-    session[kText] = undefined
-    session[kNew] = true
-    session[kSigned] = undefined
-    session[kChanged] = null
-    session[kCleared] = false
-    session[kExposed] = null
-    session[kCookie] = false
-    session[kCreated] = now
-    session[kTouched] = now
-    session[kDirty] = true
+    state.restarted(kept, nowSeconds())
   }
 
   /** Remove the record now and empty the session; its cookie is expired at the end of the request. */
-  async destroy (session: Session): Promise<void> {
-    const stored = session[kText]
-    if (stored !== undefined) await this.remove(session[kId])
-    const hadCookie = stored !== undefined || session[kHadCookie] || session[kClearCookie]
-    const now = nowSeconds()
-    this.#gone(session)
-    session[kClearCookie] = hadCookie
-    session[kPermanent] = this.permanent
-    session[kCreated] = now
-    session[kTouched] = now
+  async destroy (state: SessionState): Promise<void> {
+    if (state.stored !== undefined) await this.remove(state.id)
+    state.destroyed(nowSeconds(), this.permanent)
   }
 
   /** Discard unsaved changes and read the session again. */
-  async reload (session: Session): Promise<void> {
-    const stored = session[kText]
-    let text: string | undefined
-    try {
-      text = stored === undefined ? undefined : await this.read(session[kId])
-    } catch (err) {
-      throw backendError('read', err)
-    }
-    let record: SessionRecord | undefined
-    try {
-      record = text === undefined ? undefined : this.decode(text)
-    } catch {
-      record = undefined
-    }
-    if (record !== undefined && this.expired(record, nowSeconds())) record = undefined
-    if (record === undefined && stored !== undefined) {
-      this.#gone(session)
+  async reload (state: SessionState): Promise<void> {
+    if (state.stored === undefined) {
+      state.reloaded(undefined, undefined, this.permanent, nowSeconds())
       return
     }
-    const now = nowSeconds()
-    session[kData] = record?.data ?? {}
-    session[kPermanent] = record === undefined ? this.permanent : record.permanent !== false
-    session[kText] = record === undefined ? undefined : text
-    session[kNew] = record === undefined
-    session[kCreated] = record?.created ?? now
-    session[kTouched] = record?.touched ?? now
-    session[kCookieOptions] = record?.cookie
-    session[kDirty] = false
-    session[kChanged] = null
-    session[kCleared] = false
-    session[kExposed] = null
+    const decoded = await this.#latest(this.keys.of(state.id), nowSeconds()).catch((err: unknown) => {
+      throw backendError('read', err)
+    })
+    if (decoded === undefined) state.gone()
+    else state.reloaded(decoded.record, decoded, this.permanent, nowSeconds())
   }
 }
 
-function isPlainObject (value: unknown): value is Record<string, unknown> {
-  if (typeof value !== 'object' || value === null) return false
-  const proto = Object.getPrototypeOf(value)
-  return proto === Object.prototype || proto === null
+function takeUpdates (state: SessionState): Update[] | null {
+  const updates = state.changes.updates
+  state.changes.updates = null
+  return updates
 }
 
-function isTime (value: unknown): boolean {
-  return value === undefined || (typeof value === 'number' && Number.isFinite(value))
-}
-
-function isRecord (value: unknown): value is SessionRecord {
-  if (!isPlainObject(value)) return false
-  const { data, permanent, pin, created, touched, cookie } = value
-  if (!isPlainObject(data) || (permanent !== undefined && permanent !== false) ||
-      (pin !== undefined && typeof pin !== 'string') || !isTime(created) || !isTime(touched)) return false
-  if (cookie === undefined) return true
-  try {
-    return isPlainObject(cookie) && checkSessionCookieOptions(cookie) !== undefined
-  } catch {
-    return false
+/** Each update's function on the value as it stands; its result is what the update resolves with. */
+function applyUpdates (data: Data, updates: Update[]): void {
+  for (const update of updates) {
+    const value = update.fn(Object.hasOwn(data, update.key) ? data[update.key] : undefined)
+    update.value = value
+    if (value === undefined) delete data[update.key]
+    else data[update.key] = value
   }
 }
 
-// Errors whose message is safe for a client to read, as they come.
-const PUBLIC_CODES = new Set(['FST_QUART_SESSION_TIMEOUT', 'FST_QUART_SESSION_VALUE_TOO_LARGE', 'FST_QUART_SESSION_CONFLICT', 'FST_QUART_SESSION_CORRUPT_RECORD', 'FST_QUART_SESSION_SERIALIZE'])
-
-/**
- * The error a request fails with when the backend does: a code and a short message, the
- * backend's own words kept in `cause` for the log, never in the reply.
- */
-export function backendError (operation: string, err: unknown): Error {
-  const code = (err as { code?: unknown })?.code
-  if (typeof code === 'string' && PUBLIC_CODES.has(code)) return err as Error
-  return Object.assign(new FST_QUART_SESSION_BACKEND(operation), { cause: err })
+function settleUpdates (updates: Update[] | null, _data: Data): void {
+  if (updates !== null) for (const update of updates) update.applied(update.value)
 }
 
-export type { Data, SessionCookieOptions }
+function failUpdates (updates: Update[] | null, error: unknown): void {
+  if (updates !== null) for (const update of updates) update.failed(error as Error)
+}

@@ -1,8 +1,7 @@
 import type { SessionStore } from './store.js'
 import type { Serializer } from './serializer.js'
-import { backendError } from './backend.js'
-import { FST_QUART_SESSION_CORRUPT_RECORD, FST_QUART_SESSION_INVALID_ARGUMENT } from './errors.js'
-import { StoreKeys } from './keys.js'
+import type { StoreKeys } from './keys.js'
+import { FST_QUART_SESSION_CORRUPT_RECORD, FST_QUART_SESSION_INVALID_ARGUMENT, backendError } from './errors.js'
 
 /**
  * `fastify.sessionStore`: the session backend used directly, as a cache (Quart-Session's
@@ -16,10 +15,10 @@ export class DirectStore {
   readonly #serializer: Serializer
   readonly #keys: StoreKeys
 
-  constructor (adapter: SessionStore, serializer: Serializer, keyPrefix: string) {
+  constructor (adapter: SessionStore, serializer: Serializer, keys: StoreKeys) {
     this.adapter = adapter
     this.#serializer = serializer
-    this.#keys = new StoreKeys(keyPrefix)
+    this.#keys = keys
   }
 
   #check (key: unknown): asserts key is string {
@@ -43,7 +42,8 @@ export class DirectStore {
     try {
       return this.#serializer.parse(text) as T
     } catch (err) {
-      throw Object.assign(new FST_QUART_SESSION_CORRUPT_RECORD((err as Error)?.message ?? String(err)), { cause: err })
+      // The parser's message quotes the text (a foreign value may be a secret): it stays in the cause.
+      throw Object.assign(new FST_QUART_SESSION_CORRUPT_RECORD(`the value under "${key}" is not one the serializer can read`), { cause: err })
     }
   }
 

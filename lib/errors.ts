@@ -122,3 +122,31 @@ export const FST_QUART_SESSION_CALLBACK = defineError<'FST_QUART_SESSION_CALLBAC
   500,
   TypeError
 )
+
+export const FST_QUART_SESSION_GONE = defineError<'FST_QUART_SESSION_GONE', [string]>(
+  'FST_QUART_SESSION_GONE',
+  'session.%s could not apply: the session ended (destroyed, regenerated, revoked or expired) while this request held it',
+  409
+)
+
+// Errors whose message is safe for a client to read, as they come.
+const PUBLIC_CODES = new Set([
+  'FST_QUART_SESSION_TIMEOUT', 'FST_QUART_SESSION_VALUE_TOO_LARGE', 'FST_QUART_SESSION_CONFLICT',
+  'FST_QUART_SESSION_CORRUPT_RECORD', 'FST_QUART_SESSION_SERIALIZE', 'FST_QUART_SESSION_GONE'
+])
+
+/**
+ * The error a request fails with when the backend does: a code and a short message, the
+ * backend's own words kept in `cause` for the log, never in the reply. An adapter's own
+ * FST_QUART_SESSION_BACKEND is not wrapped again, so the one log line Fastify writes for the
+ * failed request says what failed once ("… during read (Redis GET) …: The client is offline").
+ */
+export function backendError (operation: string, err: unknown): Error {
+  const code = (err as { code?: unknown })?.code
+  if (typeof code === 'string' && PUBLIC_CODES.has(code)) return err as Error
+  if (code === 'FST_QUART_SESSION_BACKEND') {
+    const inner = err as Error & { operation?: string }
+    return Object.assign(new FST_QUART_SESSION_BACKEND(operation), { cause: inner.cause, operation: inner.operation ?? operation })
+  }
+  return Object.assign(new FST_QUART_SESSION_BACKEND(operation), { cause: err, operation })
+}

@@ -1,14 +1,15 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import type { ResolvedOptions } from './options.js'
-import { type Backend, backendError, nowSeconds } from './backend.js'
+import type { Backend } from './backend.js'
+import type { Decoded } from './record.js'
+import { nowSeconds } from './lifetime.js'
 import { AddressPin } from './pin.js'
-import { type SessionRecord, Session, mayHaveChanged } from './session.js'
+import { Session } from './session.js'
+import { SessionState } from './state.js'
 import { isValidId } from './id.js'
 import { type CookieSigner, readCookie } from './signing.js'
-import { FST_QUART_SESSION_INVALID_OPTION } from './errors.js'
-import {
-  kClearCookie, kCookie, kCookieOptions, kDone, kStaticRoute, kHadCookie, kPermanent, kSession, kSigned, kText, kTouch, kTouched
-} from './symbols.js'
+import { FST_QUART_SESSION_INVALID_OPTION, backendError } from './errors.js'
+import { kState, kStaticRoute, kSession } from './symbols.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -72,7 +73,10 @@ export function isStaticFileRoute (config: { file?: unknown, rootPath?: unknown,
 }
 
 /** Why a request has no session, for the error its writes throw. */
-export function disabledReason (request: FastifyRequest, staticFiles: boolean): string {
+export function disabledReason (request: FastifyRequest, staticFiles: boolean, cookiePath: string): string {
+  if (!pathMatches(request.raw.url ?? '/', cookiePath)) {
+    return `the request path is outside cookie.path "${cookiePath}", so the browser never sends this session's cookie here (as in @fastify/session)`
+  }
   const { config, handler } = request.routeOptions
   const setting = (config as { session?: unknown }).session
   if (setting === false) return 'sessions are off for this route (config: { session: false }); remove that setting to use them'
@@ -82,17 +86,30 @@ export function disabledReason (request: FastifyRequest, staticFiles: boolean): 
   return 'this request did not pass through the plugin\'s onRequest hook: the route is outside the scope where fastify-quart-session was registered (register it at the root, or in a scope that contains this route), or an earlier onRequest hook replied'
 }
 
+/**
+ * RFC 6265 path-match of a request URL against the cookie's path: a browser sends the cookie only
+ * there, so a request elsewhere that carries it (a forged or stale cookie) gets no session.
+ */
+export function pathMatches (url: string, cookiePath: string): boolean {
+  if (cookiePath === '/') return true
+  const query = url.indexOf('?')
+  const path = query === -1 ? url : url.slice(0, query)
+  if (path === cookiePath) return true
+  if (path.length <= cookiePath.length || !path.startsWith(cookiePath)) return false
+  return cookiePath.endsWith('/') || path.charCodeAt(cookiePath.length) === 47
+}
+
 /** The `onRequest` hook that loads the session of a request. */
 export function createLoadHook (options: ResolvedOptions, backend: Backend, signer: CookieSigner | undefined): LoadHook {
   const { cookieName } = options
+  const cookiePath = options.cookie.path
   const needle = cookieName + '='
   const pinner = options.protection ? new AddressPin(options.secrets as string[], options.reverseProxy) : undefined
   const routeUsesSession = createRoutePolicy(options.staticFiles)
   const reissued = new Set<string>()
 
   function fresh (address: string | undefined): Session {
-    const now = nowSeconds()
-    return new Session(backend, '', {}, undefined, backend.permanent, pinner?.pin(address), now, now)
+    return new Session(backend, new SessionState('', undefined, undefined, backend.permanent, pinner?.pin(address), nowSeconds()))
   }
 
   function addressOf (request: FastifyRequest): string | undefined {
@@ -104,12 +121,15 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend, sign
     return address
   }
 
-  /** A cookie of an older secret: send the current one, once per cookie value, not on every request. */
-  function reissue (session: Session, raw: string): void {
+  /**
+   * A cookie of an older secret: send the current one, once per cookie value. It goes out through a
+   * conditional refresh of the record, so a session destroyed meanwhile is never sent back.
+   */
+  function reissue (state: SessionState, raw: string): void {
     if (reissued.has(raw)) return
     if (reissued.size >= REISSUED_SIZE) reissued.delete(reissued.values().next().value as string)
     reissued.add(raw)
-    session[kCookie] = true
+    state.changes.touch = true
   }
 
   async function open (request: FastifyRequest, id: string, raw: string, signed: string | undefined): Promise<void> {
@@ -117,7 +137,7 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend, sign
     try {
       text = await backend.read(id)
     } catch (err) {
-      if ((err as { code?: unknown }).code !== 'FST_QUART_SESSION_CORRUPT_RECORD') throw logged(request, backendError('read', err))
+      if ((err as { code?: unknown }).code !== 'FST_QUART_SESSION_CORRUPT_RECORD') throw backendError('read', err)
       request.log.warn({ err }, 'fastify-quart-session: the stored session is not a session record; starting a fresh session')
     }
     await settle(request, id, raw, signed, text)
@@ -125,60 +145,53 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend, sign
 
   /**
    * The request's session from the record text read for its cookie. Synchronous unless the old
-   * record must be deleted (absoluteMaxAge, protection): then it returns that promise.
+   * record must be deleted (past its lifetime, protection): then it returns that promise. A cookie
+   * that names no live session is left alone: only destroy(), an emptied session and regenerate()
+   * touch the cookie, so a slow request can never expire the cookie a login just set.
    */
   function settle (request: FastifyRequest, id: string, raw: string, signed: string | undefined, text: string | undefined): Promise<void> | undefined {
     const address = addressOf(request)
-    let record: SessionRecord | undefined
+    let decoded: Decoded | undefined
     if (text !== undefined) {
       try {
-        record = backend.open(text)
+        decoded = backend.open(id, text)
       } catch (err) {
         request.log.warn({ err }, 'fastify-quart-session: the stored session could not be read; starting a fresh session')
       }
     }
-    if (record === undefined) {
-      // The cookie names a session that is gone (expired, destroyed, unreadable): expire it too,
-      // unless this request stores a new session, whose cookie then replaces it.
-      const session = fresh(address)
-      session[kClearCookie] = true
-      request[kSession] = session
+    if (decoded === undefined) {
+      request[kSession] = fresh(address)
       return
     }
+    const record = decoded.record
     const now = nowSeconds()
-    if (backend.expired(record, now)) {
+    if (backend.lifetime.expired(record, now)) {
       // Past its lifetime (idle or absolute), whatever the store or its cache still holds.
-      return backend.remove(id).then(() => {
-        const session = fresh(address)
-        session[kClearCookie] = true
-        session[kHadCookie] = true
-        request[kSession] = session
-      }, (err: unknown) => { throw logged(request, err) })
+      return backend.remove(id, decoded.stored).then(() => { request[kSession] = fresh(address) })
     }
     let pin = record.pin
     if (pinner !== undefined) {
       if (pin !== undefined && !pinner.matches(pin, address)) {
         // Seed behaviour: reuse from another address deletes the old session.
         request.log.info('fastify-quart-session: session used from another client address; it was deleted and a fresh one started')
-        return backend.remove(id).then(() => { request[kSession] = fresh(address) }, (err: unknown) => { throw logged(request, err) })
+        return backend.remove(id).then(() => { request[kSession] = fresh(address) })
       }
       // Sessions from before protection was on, or pinned with an older secret, are pinned on their next write.
       pin = pinner.pin(address)
     }
-    const session = new Session(backend, id, record.data, text, record.permanent !== false, pin, record.created ?? now, record.touched ?? 0)
-    session[kHadCookie] = true
-    if (record.cookie !== undefined) session[kCookieOptions] = record.cookie
-    if (backend.refreshDue(session, now)) session[kTouch] = true
+    const state = new SessionState(id, record, decoded, backend.permanent, pin, now)
+    state.hadCookie = true
+    if (backend.lifetime.refreshDue(state, now)) state.changes.touch = true
     if (signed === undefined) {
-      if (signer !== undefined) reissue(session, raw)
+      if (signer !== undefined) reissue(state, raw)
     } else {
-      session[kSigned] = signed
+      state.signed = signed
     }
-    request[kSession] = session
+    request[kSession] = new Session(backend, state)
   }
 
   return function loadSession (request, reply, done) {
-    if (!routeUsesSession(request)) {
+    if (!routeUsesSession(request) || (cookiePath !== '/' && !pathMatches(request.raw.url ?? '/', cookiePath))) {
       done()
       return
     }
@@ -216,46 +229,50 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend, sign
   }
 }
 
-/** Backend details go to the request log; the reply carries only the error's code and short message. */
-function logged (request: FastifyRequest, err: unknown): unknown {
-  const cause = (err as { cause?: unknown }).cause
-  if (cause !== undefined) request.log.error({ err: cause }, 'fastify-quart-session: the session backend failed')
-  return err
-}
-
 /** The `onSend` hook that saves the session and sends or expires its cookie. */
 export function createSaveHook (backend: Backend): SaveHook {
   const cookie = backend.cookie
+  let hinted = false
+
+  /** A Secure cookie on plain http never comes back; right behind a TLS proxy, a puzzle without one. */
+  function hintSecure (request: FastifyRequest): void {
+    hinted = true
+    request.log.warn('fastify-quart-session: a Secure session cookie went out on a plain-http request; browsers send it back over https only. Behind a TLS-terminating proxy, set Fastify\'s trustProxy so request.protocol says https (this is logged once)')
+  }
 
   // The cookie goes out only once the write succeeded: a redirect never points at nothing.
-  function sendCookie (request: FastifyRequest, reply: FastifyReply, session: Session): void {
-    if (session[kCookie]) {
-      let lifetime: number | undefined
-      if (session[kPermanent]) {
-        const now = nowSeconds()
-        lifetime = backend.ttl(session, session[kText] === undefined ? now : session[kTouched], now)
-      }
-      cookie.set(request, reply, backend.cookieValue(session), lifetime, session[kCookieOptions])
-      session[kCookie] = false
-    } else if (session[kClearCookie]) {
-      cookie.clear(request, reply, session[kCookieOptions])
-      session[kClearCookie] = false
+  function sendCookie (request: FastifyRequest, reply: FastifyReply, state: SessionState): void {
+    if (state.sendCookie) {
+      const lifetime = backend.persistent(state) ? backend.cookieLifetime(state, nowSeconds()) : undefined
+      cookie.set(request, reply, backend.cookieValue(state), lifetime, state.cookieOptions)
+      state.sendCookie = false
+      if (!hinted && (state.cookieOptions?.secure ?? cookie.options.secure) === true && request.protocol !== 'https') hintSecure(request)
+    } else if (state.clearCookie) {
+      cookie.clear(request, reply, state.cookieOptions)
+      state.clearCookie = false
     }
   }
 
-  async function save (request: FastifyRequest, reply: FastifyReply, session: Session): Promise<void> {
+  async function save (request: FastifyRequest, reply: FastifyReply, state: SessionState): Promise<void> {
     try {
-      await backend.persist(session)
+      await backend.persist(state)
     } catch (err) {
-      throw logged(request, err)
+      throw backendError('save', err)
     }
-    sendCookie(request, reply, session)
+    const failure = state.failure
+    if (failure !== undefined) {
+      // A verb the handler did not await (or whose callback threw) failed: the request fails with it.
+      state.failure = undefined
+      throw failure
+    }
+    sendCookie(request, reply, state)
   }
 
-  // The save in flight per session: a second send while it runs (an async handler that called
-  // reply.redirect() without returning it makes Fastify send again) waits for it, so the first
-  // response, the one that goes out, carries the cookie.
-  const pending = new WeakMap<Session, Promise<void>>()
+  // Sessions whose save is in flight. A second send while it runs (an async handler that called
+  // reply.redirect() without returning it, passport's successRedirect) is a duplicate of a response
+  // that is about to go out with the cookie: it is dropped quietly, as it would be if the first
+  // response had already been written, instead of both writing headers.
+  const inFlight = new WeakSet<SessionState>()
 
   return function saveSession (request, reply, payload, done) {
     const session = request[kSession]
@@ -263,25 +280,26 @@ export function createSaveHook (backend: Backend): SaveHook {
       done(null, payload)
       return
     }
-    if (session[kDone]) {
-      // Already saved (an error reply runs onSend again), or being saved.
-      const saving = pending.get(session)
-      if (saving === undefined) {
-        done(null, payload)
-        return
-      }
-      return saving.then(() => payload, () => payload)
+    const state = session[kState]
+    if (state.done) {
+      // Already saved (an error reply runs onSend again): pass. Still saving: a duplicate send.
+      if (!inFlight.has(state)) done(null, payload)
+      return
     }
-    session[kDone] = true
-    if (!mayHaveChanged(session) && !session[kTouch]) {
-      // Nothing to write: at most a cookie (explicit save(), re-issue, expiry).
-      sendCookie(request, reply, session)
+    state.done = true
+    if (!state.changes.pending && !state.changes.touch && state.saving === undefined && state.failure === undefined) {
+      // Nothing to write: at most a cookie (explicit save(), expiry).
+      sendCookie(request, reply, state)
       done(null, payload)
       return
     }
-    const saving = save(request, reply, session)
-    pending.set(session, saving)
-    return saving.then(() => payload)
+    inFlight.add(state)
+    return save(request, reply, state).then(() => {
+      inFlight.delete(state)
+      return payload
+    }, (err: unknown) => {
+      inFlight.delete(state)
+      throw err
+    })
   }
 }
-

@@ -1,16 +1,14 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import type { SessionStore } from './store.js'
-import type { IoredisLike } from './stores/ioredis.js'
-import { type QuartSessionOptions, type ResolvedOptions, resolveOptions } from './options.js'
+import { type QuartSessionOptions, resolveOptions } from './options.js'
 import { Backend } from './backend.js'
 import { DirectStore } from './direct.js'
 import { DisabledSession, type Session, exposeSession } from './session.js'
 import { createLoadHook, createSaveHook, disabledReason, isStaticFileRoute } from './hooks.js'
 import { SessionCookie } from './cookie.js'
 import { CookieSigner } from './signing.js'
-import { MemoryStore } from './stores/memory.js'
-import { FST_QUART_SESSION_CONNECT, FST_QUART_SESSION_INVALID_OPTION, FST_QUART_SESSION_MISSING_PACKAGE } from './errors.js'
+import { createStore } from './stores/create.js'
+import { FST_QUART_SESSION_CONNECT, FST_QUART_SESSION_INVALID_OPTION } from './errors.js'
 import { kSession, kStaticRoute } from './symbols.js'
 
 async function quartSession (fastify: FastifyInstance, opts: QuartSessionOptions): Promise<void> {
@@ -37,12 +35,17 @@ async function quartSession (fastify: FastifyInstance, opts: QuartSessionOptions
   const cookie = new SessionCookie(options.cookieName, options.cookie, options.maxAge)
   const backend = new Backend(store, options, cookie, signer)
 
-  fastify.decorate('sessionStore', new DirectStore(store, options.serializer, options.keyPrefix))
+  const sessionStore = new DirectStore(store, options.serializer, backend.keys)
+  fastify.decorate('sessionStore', sessionStore)
+  // @fastify/session has it on the request too: admin and "log out other devices" code uses it.
+  fastify.decorateRequest('sessionStore', {
+    getter (): DirectStore { return sessionStore }
+  })
   fastify.decorateRequest(kSession, null)
   fastify.decorateRequest('session', {
     getter (this: FastifyRequest): Session {
       // One inert session per request where there is none, so nothing written on it is shared.
-      const session = this[kSession] ??= new DisabledSession(backend, disabledReason(this, options.staticFiles))
+      const session = this[kSession] ??= new DisabledSession(backend, disabledReason(this, options.staticFiles, options.cookie.path))
       return exposeSession(session)
     }
   })
@@ -62,67 +65,6 @@ async function quartSession (fastify: FastifyInstance, opts: QuartSessionOptions
       route.config = { ...route.config, [kStaticRoute]: true } as typeof route.config
     }
   })
-}
-
-async function createStore (options: ResolvedOptions): Promise<SessionStore> {
-  if (options.uri !== undefined && options.type !== 'redis') {
-    throw new FST_QUART_SESSION_INVALID_OPTION('uri', `applies to type "redis" only (type is "${options.type}")`)
-  }
-  if (options.servers !== undefined && options.type !== 'memcached') {
-    throw new FST_QUART_SESSION_INVALID_OPTION('servers', `applies to type "memcached" only (type is "${options.type}")`)
-  }
-  const { timeout, client } = options
-  switch (options.type) {
-    case 'redis': {
-      // Loaded on demand: redis, ioredis and memcached are optional peer dependencies.
-      if (client !== undefined && isIoredisClient(client)) {
-        for (const name of ['uri', 'sentinel', 'clientSideCache'] as const) {
-          if (options[name] !== undefined) {
-            throw new FST_QUART_SESSION_INVALID_OPTION(name, 'does not go with an ioredis "client": configure that client itself')
-          }
-        }
-        const { IoredisStore } = await loadAdapter('redis', 'ioredis', () => import('./stores/ioredis.js'))
-        return new IoredisStore({ client: client as IoredisLike, timeout })
-      }
-      const { RedisStore } = await loadAdapter('redis', 'redis', () => import('./stores/redis.js'))
-      return new RedisStore({
-        uri: options.uri, client: client as never, sentinel: options.sentinel, clientSideCache: options.clientSideCache, timeout
-      })
-    }
-    case 'memcached': {
-      const { MemcachedStore } = await loadAdapter('memcached', 'memcached', () => import('./stores/memcached.js'))
-      return new MemcachedStore({ servers: options.servers, client: client as never, timeout })
-    }
-    case 'filesystem': {
-      if (client !== undefined) throw new FST_QUART_SESSION_INVALID_OPTION('client', 'applies to types "redis" and "memcached" only')
-      const { FilesystemStore } = await import('./stores/filesystem.js')
-      return new FilesystemStore({ directory: options.directory, fileMode: options.fileMode, maxEntries: options.maxEntries })
-    }
-    default:
-      if (client !== undefined) {
-        throw new FST_QUART_SESSION_INVALID_OPTION('client', 'applies to types "redis" and "memcached" only')
-      }
-      return new MemoryStore({ maxEntries: options.maxEntries })
-  }
-}
-
-/** ioredis clients (and clusters) carry their settings in `options` and speak `status`, not `isOpen`. */
-function isIoredisClient (client: object): boolean {
-  const c = client as { status?: unknown, isOpen?: unknown, options?: unknown }
-  return typeof c.status === 'string' && c.isOpen === undefined && typeof c.options === 'object'
-}
-
-/** Import an adapter whose client package is an optional peer dependency; name the install command when it is missing. */
-async function loadAdapter<T> (type: string, pkg: string, load: () => Promise<T>): Promise<T> {
-  try {
-    return await load()
-  } catch (err) {
-    const e = err as { code?: unknown, message?: unknown }
-    if ((e?.code === 'ERR_MODULE_NOT_FOUND' || e?.code === 'MODULE_NOT_FOUND') && typeof e.message === 'string' && e.message.includes(`'${pkg}'`)) {
-      throw Object.assign(new FST_QUART_SESSION_MISSING_PACKAGE(type, pkg, `npm install ${pkg}`), { cause: err })
-    }
-    throw err
-  }
 }
 
 const plugin: FastifyPluginAsync<QuartSessionOptions> = fp(quartSession, {

@@ -59,3 +59,16 @@ export class StoreKeys {
     return DERIVED.test(rest) || isValidId(rest)
   }
 }
+
+/**
+ * The handle of a session in its user's list: another hash of the id than its store key, so a
+ * "your devices" page can name sessions without handing out anything that opens or finds one.
+ */
+export function handleOf (id: string): string {
+  return createHash('sha256').update('fastify-quart-session handle\0' + id).digest('base64url').slice(0, 22)
+}
+
+/** A short hash of an id for logs and lifecycle events: never the id itself. */
+export function idHash (id: string): string {
+  return createHash('sha256').update('fastify-quart-session log\0' + id).digest('base64url').slice(0, 16)
+}

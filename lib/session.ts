@@ -1,35 +1,14 @@
 import type { SessionKey, SessionValue } from '../types/index.js'
 import type { Backend } from './backend.js'
+import type { Data } from './record.js'
 import { FST_QUART_SESSION_CALLBACK, FST_QUART_SESSION_DISABLED, FST_QUART_SESSION_INVALID_ARGUMENT, FST_QUART_SESSION_INVALID_KEY } from './errors.js'
 import { generateId } from './id.js'
 import { UNCOMPARABLE, snapshot } from './snapshot.js'
 import { type SessionCookieOptions, checkSessionCookieOptions } from './cookie.js'
-import {
-  kBackend, kChanged, kClearCookie, kCleared, kCookie, kCookieOptions, kCreated, kData, kDirty, kDisabled, kDone,
-  kExposed, kHadCookie, kId, kNew, kPermanent, kPin, kProxy, kSigned, kText, kTouch, kTouched
-} from './symbols.js'
+import { SessionState } from './state.js'
+import { kBackend, kProxy, kState } from './symbols.js'
 
-/**
- * Session data as held in memory: a plain object, read only through own keys (`Object.hasOwn`), so
- * no key ever reaches Object.prototype. Plain rather than null-prototype: devalue writes and reads
- * it on its fast path, and the stored record stays plain JSON-like data for other programs.
- */
-export type Data = Record<string, unknown>
-
-/** What is stored in the backend under `keyPrefix + id`, through the serializer. */
-export interface SessionRecord {
-  data: Data
-  /** Present (false) only for browser-session cookies. */
-  permanent?: false
-  /** Keyed hash of the client address, with `protection`. */
-  pin?: string
-  /** Seconds since the epoch: creation or last `regenerate()` (for `absoluteMaxAge`). */
-  created?: number
-  /** Seconds since the epoch: last write or refresh (the lifetime counts from here). */
-  touched?: number
-  /** Cookie settings given by `session.options()`; `maxAge` in seconds. */
-  cookie?: SessionCookieOptions
-}
+export type { Data, SessionRecord } from './record.js'
 
 /** A Node callback, taken by every asynchronous verb as its last argument. */
 export type Callback = (err: Error | null) => void
@@ -53,97 +32,67 @@ export interface SessionCookieView {
 const NO_CALLBACK = undefined
 
 /**
- * A session. Reads are plain property reads; `set`/`delete`/`clear` record the keys they change,
- * and only when `get` has handed out an object (which the caller may mutate) is that data
- * serialized again at the end of the request and compared with the text that was loaded. The
- * names of changed keys are what lets a save merge onto a record another request wrote meanwhile.
+ * A session. Reads are plain property reads; `set`/`delete`/`clear` mark the session changed, and
+ * only when `get` has handed out an object (which the caller may mutate) is that value compared
+ * at the end of the request with a copy taken when it was handed out. Its state (lib/state.ts) is
+ * one object the backend changes through named transitions.
  *
  * `request.session` is this object behind a Proxy that maps property access (`session.user = x`,
  * `delete session.user`) onto the same methods; the plugin's own code uses the object itself.
  */
 export class Session {
   [kBackend]: Backend
-  [kId]: string
-  [kData]: Data
-  [kText]: string | undefined
-  [kNew]: boolean
-  [kPermanent]: boolean
-  [kPin]: string | undefined
-  [kDirty]: boolean
-  [kChanged]: Set<string> | null
-  [kCleared]: boolean
-  /** Keys whose object value was handed out, with a copy of what it was then. */
-  [kExposed]: Map<string, unknown> | null
-  [kTouch]: boolean
-  [kCookie]: boolean
-  [kClearCookie]: boolean
-  [kDone]: boolean
-  [kSigned]: string | undefined
-  [kCreated]: number
-  [kTouched]: number
-  [kCookieOptions]: SessionCookieOptions | undefined
+  [kState]: SessionState
   [kProxy]: Session | undefined
-  [kDisabled]: string | undefined
-  [kHadCookie]: boolean
 
-  constructor (backend: Backend, id: string, data: Data, text: string | undefined, permanent: boolean, pin: string | undefined, created: number, touched: number) {
+  constructor (backend: Backend, state: SessionState) {
     this[kBackend] = backend
-    this[kId] = id
-    this[kData] = data
-    this[kText] = text
-    this[kNew] = text === undefined
-    this[kPermanent] = permanent
-    this[kPin] = pin
-    this[kDirty] = false
-    this[kChanged] = null
-    this[kCleared] = false
-    this[kExposed] = null
-    this[kTouch] = false
-    this[kCookie] = false
-    this[kClearCookie] = false
-    this[kDone] = false
-    this[kSigned] = undefined
-    this[kCreated] = created
-    this[kTouched] = touched
-    this[kCookieOptions] = undefined
+    this[kState] = state
     this[kProxy] = undefined
-    this[kDisabled] = undefined
-    this[kHadCookie] = false
   }
 
   /** The session id (the cookie carries it, signed when a secret is set). */
   get id (): string {
+    const state = this[kState]
     // A fresh session gets its id when something needs it: most never do (nothing stored).
-    if (this[kId] === '') this[kId] = generateId()
-    return this[kId]
+    if (state.id === '') state.id = generateId()
+    return state.id
   }
 
   /** The session id, as @fastify/session names it. */
   get sessionId (): string { return this.id }
 
   /** The cookie value: the id, signed when a secret is set. */
-  get encryptedSessionId (): string { return this[kBackend].cookieValue(this) }
+  get encryptedSessionId (): string {
+    this.id
+    return this[kBackend].cookieValue(this[kState])
+  }
+
+  /** Opaque handle of this session in its user's list (not the id: it can only revoke). */
+  get handle (): string { return this[kBackend].handleOf(this.id) }
 
   /** True when this session was not loaded from the backend in this request. */
-  get isNew (): boolean { return this[kNew] }
+  get isNew (): boolean { return this[kState].isNew }
 
   /** `false` makes the cookie a browser-session cookie (no Expires); the backend TTL still applies. */
-  get permanent (): boolean { return this[kPermanent] }
+  get permanent (): boolean { return this[kState].permanent }
   set permanent (value: boolean) {
     if (typeof value !== 'boolean') throw new FST_QUART_SESSION_INVALID_ARGUMENT('permanent', 'must be true or false')
-    if (value === this[kPermanent]) return
-    this[kPermanent] = value
-    this[kDirty] = true
+    const state = this[kState]
+    if (value === state.permanent) return
+    state.permanent = value
+    changed(state)
   }
 
   /** The cookie this session sends: attributes, lifetime in seconds, expiry. Read-only. */
-  get cookie (): SessionCookieView { return this[kBackend].cookieView(this) }
+  get cookie (): SessionCookieView { return this[kBackend].cookieView(this[kState]) }
 
   get<Key extends SessionKey> (key: Key): SessionValue<Key> | undefined {
-    const data = this[kData]
+    const state = this[kState]
+    const data = state.data
     const value = Object.hasOwn(data, key) ? data[key] : undefined
     // The caller may mutate what it gets back: compare it at the end of the request.
-    if (typeof value === 'object' && value !== null) expose(this, key, value)
+    if (typeof value === 'object' && value !== null) expose(state, key, value)
     return value as SessionValue<Key> | undefined
   }
 
@@ -154,84 +103,114 @@ export class Session {
       this.delete(key)
       return
     }
-    const data = this[kData]
+    const state = this[kState]
+    const data = state.data
+    const changes = state.changes
     const had = Object.hasOwn(data, key)
     if (typeof value !== 'object' || value === null) {
       // Setting a primitive to the value it already has changes nothing, so it costs no write.
       if (had && data[key] === value) return
-    } else if (had && this[kChanged]?.has(key) !== true) {
+    } else if (had && !changes.dirty) {
       // An object in place of the loaded one (`set('flash', {})` on every page) is a change only if
       // it differs: compared at the end, like an object handed out by `get`.
-      const exposed = this[kExposed] ??= new Map()
+      const exposed = changes.exposed ??= new Map()
       const baseline = exposed.has(key) ? exposed.get(key) : snapshot(data[key])
       if (baseline !== UNCOMPARABLE) {
         exposed.set(key, baseline)
         data[key] = value
+        replaced(state, key)
         return
       }
     }
     data[key] = value
-    changed(this).add(key)
+    replaced(state, key)
+    changed(state)
   }
 
   delete<Key extends SessionKey> (key: Key): void {
     if (key === undefined) {
       throw new FST_QUART_SESSION_INVALID_ARGUMENT('key', 'session.delete() needs the key to remove; to end the whole session call session.destroy()')
     }
-    const data = this[kData]
-    if (!Object.hasOwn(data, key)) return
-    delete data[key]
-    changed(this).add(key)
+    const state = this[kState]
+    if (!Object.hasOwn(state.data, key)) return
+    delete state.data[key]
+    replaced(state, key)
+    changed(state)
   }
 
   has<Key extends SessionKey> (key: Key): boolean {
-    return Object.hasOwn(this[kData], key)
+    return Object.hasOwn(this[kState].data, key)
   }
 
   /** Remove every key. A stored session emptied this way is deleted at the end of the request. */
   clear (): void {
-    if (isEmpty(this[kData])) return
-    this[kData] = {}
-    this[kCleared] = true
-    this[kChanged] = null
-    this[kExposed] = null
+    const state = this[kState]
+    if (state.empty) return
+    state.data = {}
+    state.changes.cleared = true
+    state.changes.exposed = null
+    state.changes.version++
   }
 
   /** Restart the session's lifetime at the end of this request, even if nothing changed. */
   touch (): void {
-    this[kTouch] = true
+    this[kState].changes.touch = true
   }
 
   /** A shallow copy of the data (the values are the session's own: mutations are detected). */
   data (): Data {
-    const data = this[kData]
+    const state = this[kState]
+    const data = state.data
     for (const key in data) {
       const value = data[key]
-      if (typeof value === 'object' && value !== null) expose(this, key, value)
+      if (typeof value === 'object' && value !== null) expose(state, key, value)
     }
     return { ...data }
   }
 
   /** Whether the data differs from what is stored (or the session is new and holds data). */
   isModified (): boolean {
-    return this[kBackend].isModified(this)
+    return this[kBackend].isModified(this[kState])
   }
 
   /** Whether the session is stored and this request changed nothing since. */
   isSaved (): boolean {
-    return this[kText] !== undefined && !this[kBackend].isModified(this)
+    const state = this[kState]
+    return state.stored !== undefined && !this[kBackend].isModified(state)
   }
 
   /**
    * Settings for this session's cookie: `maxAge` (seconds: the session's own lifetime, e.g. a
-   * longer one for "remember me") and the cookie attributes. Stored with the session. Names that
-   * are not cookie settings are ignored, so plugins written for @fastify/secure-session work.
+   * longer one for "remember me", which also makes a browser-session cookie persistent) and the
+   * cookie attributes. Stored with the session. Names that are not cookie settings are ignored, so
+   * plugins written for @fastify/secure-session work.
    */
   options (cookieOptions: Record<string, unknown>): void {
-    const picked = checkSessionCookieOptions(cookieOptions, { ...this[kBackend].cookie.options, ...this[kCookieOptions] })
+    const state = this[kState]
+    const picked = checkSessionCookieOptions(cookieOptions, { ...this[kBackend].cookie.options, ...state.cookieOptions })
     if (picked === undefined) return
-    this[kCookieOptions] = { ...this[kCookieOptions], ...picked }
-    this[kDirty] = true
+    state.cookieOptions = { ...state.cookieOptions, ...picked }
+    changed(state)
+  }
+
+  /**
+   * Atomic read-modify-write of one key, saved now: `fn` gets the latest stored value of `key`
+   * (other requests' saves included) and returns the new one; on a conflict it runs again on the
+   * newer value, so `fn` must be pure. Resolves with the value stored.
+   */
+  update<Key extends SessionKey> (key: Key, fn: (value: SessionValue<Key> | undefined) => SessionValue<Key>): Promise<SessionValue<Key>> {
+    if (typeof key !== 'string' || (key as string) === '__proto__') throw new FST_QUART_SESSION_INVALID_KEY(String(key))
+    if (typeof fn !== 'function') throw new FST_QUART_SESSION_INVALID_ARGUMENT('fn', 'must be a function (value) => newValue')
+    const state = this[kState]
+    const applied = new Promise<SessionValue<Key>>((resolve, reject) => {
+      (state.changes.updates ??= []).push({ key, fn: fn as (value: unknown) => unknown, applied: resolve as (value: unknown) => void, failed: reject })
+    })
+    state.changes.version++
+    const saved = this[kBackend].persist(state)
+    const result = Promise.all([applied, saved]).then(([value]) => value)
+    // Nobody may be awaiting it (update() without await): the failure then fails the request.
+    result.catch((err: Error) => { state.failure ??= err })
+    return result
   }
 
   /**
@@ -248,66 +227,72 @@ export class Session {
     if (keep !== undefined && (!Array.isArray(keep) || !keep.every((k) => typeof k === 'string'))) {
       throw new FST_QUART_SESSION_INVALID_ARGUMENT('keepKeys', 'must be an array of key names')
     }
-    return settle('regenerate', this[kBackend].regenerate(this, keep), cb)
+    return settle(this[kState], 'regenerate', this[kBackend].regenerate(this[kState], keep), cb)
   }
 
   /** Remove the record now and empty the session; the cookie is expired at the end of the request. */
   destroy (): Promise<void>
   destroy (callback: Callback): void
   destroy (callback?: Callback): Promise<void> | undefined {
-    return settle('destroy', this[kBackend].destroy(this), callback)
+    return settle(this[kState], 'destroy', this[kBackend].destroy(this[kState]), callback)
   }
 
   /** Write the session now if it changed (the save hook would do it at the end of the request). */
   save (): Promise<void>
   save (callback: Callback): void
   save (callback?: Callback): Promise<void> | undefined {
-    return settle('save', this[kBackend].persist(this), callback)
+    return settle(this[kState], 'save', this[kBackend].persist(this[kState]), callback)
   }
 
   /** Discard unsaved changes and read the session again from the backend. */
   reload (): Promise<void>
   reload (callback: Callback): void
   reload (callback?: Callback): Promise<void> | undefined {
-    return settle('reload', this[kBackend].reload(this), callback)
+    return settle(this[kState], 'reload', this[kBackend].reload(this[kState]), callback)
   }
 }
 
-function changed (session: Session): Set<string> {
-  return session[kChanged] ??= new Set()
+/** `key` has this request's whole value (or none): a merge with a concurrent save keeps it as it is. */
+function replaced (state: SessionState, key: string): void {
+  (state.changes.replaced ??= new Set()).add(key)
+  state.changes.version++
+}
+
+function changed (state: SessionState): void {
+  state.changes.dirty = true
+  state.changes.version++
 }
 
 /** Remember what an object was when it was first handed out, to compare at the end of the request. */
-function expose (session: Session, key: string, value: unknown): void {
-  const exposed = session[kExposed] ??= new Map()
+function expose (state: SessionState, key: string, value: unknown): void {
+  const exposed = state.changes.exposed ??= new Map()
   if (!exposed.has(key)) exposed.set(key, snapshot(value))
 }
 
-/** Promise, or Node callback when one is given (errors then go to the callback, never thrown). */
-function settle (verb: string, promise: Promise<void>, callback: Callback | undefined): Promise<void> | undefined {
+/**
+ * Promise, or Node callback when one is given (errors then go to the callback, never thrown). A
+ * failure nobody handles (an un-awaited verb, a callback that throws) never becomes an unhandled
+ * rejection that ends the process: it is kept on the session and fails the request at its save.
+ */
+function settle (state: SessionState, verb: string, promise: Promise<void>, callback: Callback | undefined): Promise<void> | undefined {
+  promise.catch((err: Error) => { state.failure ??= err })
   if (callback === NO_CALLBACK) return promise
-  if (typeof callback !== 'function') {
-    promise.catch(() => {})
-    throw new FST_QUART_SESSION_CALLBACK(verb)
+  if (typeof callback !== 'function') throw new FST_QUART_SESSION_CALLBACK(verb)
+  const call = (err: Error | null): void => {
+    try {
+      callback(err)
+    } catch (thrown) {
+      state.failure ??= thrown instanceof Error ? thrown : new Error(String(thrown))
+    }
   }
-  promise.then(() => { callback(null) }, (err: Error) => { callback(err) })
+  promise.then(() => { call(null) }, (err: Error) => { call(err) })
   return undefined
 }
 
-/** Whether a save has anything to look at (set, delete, clear, handed-out objects, other changes). */
-export function mayHaveChanged (session: Session): boolean {
-  return session[kDirty] || session[kChanged] !== null || session[kCleared] || session[kExposed] !== null
-}
-
-export function isEmpty (data: Data): boolean {
-  for (const _ in data) return false
-  return true
-}
-
-const disabledVerb = (session: Session, verb: string): Error => new FST_QUART_SESSION_DISABLED(verb, session[kDisabled] as string)
+const disabledVerb = (session: Session, verb: string): Error => new FST_QUART_SESSION_DISABLED(verb, session[kState].disabled as string)
 const rejectDisabled = (session: Session, verb: string, callback?: Callback | string[]): Promise<void> | undefined => {
   const cb = typeof callback === 'function' ? callback : undefined
-  return settle(verb, Promise.reject(disabledVerb(session, verb)), cb)
+  return settle(session[kState], verb, Promise.reject(disabledVerb(session, verb)), cb)
 }
 
 /**
@@ -317,12 +302,15 @@ const rejectDisabled = (session: Session, verb: string, callback?: Callback | st
  */
 export class DisabledSession extends Session {
   constructor (backend: Backend, reason: string) {
-    super(backend, '', Object.freeze({}) as Data, undefined, false, undefined, 0, 0)
-    this[kDisabled] = reason
-    this[kDone] = true
+    const state = new SessionState('', undefined, undefined, false, undefined, 0)
+    state.data = Object.freeze({}) as Data
+    state.disabled = reason
+    state.done = true
+    super(backend, state)
   }
 
   override get id (): string { return '' }
+  override get handle (): string { return '' }
   override get permanent (): boolean { return false }
   override set permanent (_value: boolean) { throw disabledVerb(this, 'permanent') }
   override set (): void { throw disabledVerb(this, 'set') }
@@ -332,6 +320,7 @@ export class DisabledSession extends Session {
   override options (): void { throw disabledVerb(this, 'options') }
   override isModified (): boolean { return false }
   override isSaved (): boolean { return false }
+  override update (): any { return Promise.reject(disabledVerb(this, 'update')) }
   override regenerate (a?: string[] | Callback, b?: Callback): any { return rejectDisabled(this, 'regenerate', typeof a === 'function' ? a : b) }
   override destroy (cb?: Callback): any { return rejectDisabled(this, 'destroy', cb) }
   override save (cb?: Callback): any { return rejectDisabled(this, 'save', cb) }
@@ -345,6 +334,9 @@ export class DisabledSession extends Session {
  */
 const dataAccess: ProxyHandler<Session> = {
   get (target, prop) {
+    // The prototype is no data key and no member to hand out: session['__proto__'][k] = v would
+    // change every session in the process.
+    if (prop === '__proto__') return undefined
     if (typeof prop === 'symbol' || prop in target) {
       const value = (target as any)[prop]
       // Methods run on the session itself: their private state is then read without a trap each.
@@ -353,6 +345,7 @@ const dataAccess: ProxyHandler<Session> = {
     return target.get(prop as SessionKey)
   },
   set (target, prop, value) {
+    if (prop === '__proto__') return false
     if (typeof prop === 'symbol' || prop in target) {
       (target as any)[prop] = value
       return true
@@ -369,10 +362,10 @@ const dataAccess: ProxyHandler<Session> = {
     return prop in target || (typeof prop === 'string' && target.has(prop as SessionKey))
   },
   ownKeys (target) {
-    return Object.keys(target[kData])
+    return Object.keys(target[kState].data)
   },
   getOwnPropertyDescriptor (target, prop) {
-    if (typeof prop !== 'string' || !Object.hasOwn(target[kData], prop)) return undefined
+    if (typeof prop !== 'string' || !Object.hasOwn(target[kState].data, prop)) return undefined
     return { value: target.get(prop as SessionKey), writable: true, enumerable: true, configurable: true }
   },
   defineProperty (target, prop, descriptor) {

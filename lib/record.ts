@@ -1,0 +1,172 @@
+import type { Serializer } from './serializer.js'
+import { type SessionCookieOptions, checkSessionCookieOptions } from './cookie.js'
+import { UNCOMPARABLE, snapshot } from './snapshot.js'
+import { FST_QUART_SESSION_CORRUPT_RECORD, FST_QUART_SESSION_SERIALIZE, FST_QUART_SESSION_VALUE_TOO_LARGE } from './errors.js'
+
+/**
+ * Session data as held in memory: a plain object, read only through own keys (`Object.hasOwn`), so
+ * no key ever reaches Object.prototype. Plain rather than null-prototype: devalue writes and reads
+ * it on its fast path, and the stored record stays plain JSON-like data for other programs.
+ */
+export type Data = Record<string, unknown>
+
+/** What is stored in the backend under the session's store key (lib/keys.ts), through the serializer. */
+export interface SessionRecord {
+  data: Data
+  /** Present (false) only for browser-session cookies. */
+  permanent?: false
+  /** Keyed hash of the client address, with `protection`. */
+  pin?: string
+  /** Seconds since the epoch: creation or last `regenerate()` (for `absoluteMaxAge`). */
+  created?: number
+  /** Seconds since the epoch: last write or refresh (the lifetime counts from here). */
+  touched?: number
+  /** Cookie settings given by `session.options()`; `maxAge` in seconds. */
+  cookie?: SessionCookieOptions
+}
+
+/**
+ * A record as the codec hands it over: `stored` is the text the backend holds (what a
+ * compare-and-set expects), `plain` the serializer's text of the record (what change detection
+ * compares). They are the same string until a codec step (encryption with a random nonce) makes the
+ * stored text differ on every write: comparing `plain` keeps an unchanged read from writing.
+ */
+export interface Encoded {
+  stored: string
+  plain: string
+}
+
+export interface Decoded extends Encoded {
+  record: SessionRecord
+}
+
+/** A step between the serializer's text and the store (encryption at rest); bound to the store key. */
+export interface RecordCipher {
+  seal (plain: string, key: string): string
+  /** The plain text, or throws FST_QUART_SESSION_CORRUPT_RECORD when no key opens it. */
+  open (stored: string, key: string): string
+}
+
+export function isEmpty (data: Data): boolean {
+  for (const _ in data) return false
+  return true
+}
+
+// The parsed-record cache: at most this many records, of texts at most this long (about 4 MB).
+const DECODED_MAX = 1024
+const DECODED_TEXT_MAX = 4096
+
+/**
+ * Turns records into stored text and back: the serializer, the size limit, the record shape check,
+ * and a cache of recent parses (sessions are read far more often than written, so the same text
+ * comes back again and again; a deep copy of plain data costs a fraction of parsing it).
+ */
+export class RecordCodec {
+  readonly serializer: Serializer
+  readonly maxRecordBytes: number
+  readonly cipher: RecordCipher | undefined
+  /** Records recently parsed, by their plain text; never handed out, only copied. */
+  readonly #decoded = new Map<string, SessionRecord>()
+
+  constructor (serializer: Serializer, maxRecordBytes: number, cipher?: RecordCipher) {
+    this.serializer = serializer
+    this.maxRecordBytes = maxRecordBytes
+    this.cipher = cipher
+  }
+
+  /** The record as text for the store under `key`; throws FST_QUART_SESSION_VALUE_TOO_LARGE past the limit. */
+  encode (record: SessionRecord, key: string): Encoded {
+    const plain = this.stringify(record)
+    const stored = this.cipher === undefined ? plain : this.cipher.seal(plain, key)
+    checkSize(stored, this.maxRecordBytes)
+    return { stored, plain }
+  }
+
+  /** The serializer's text of a record (what change detection compares). */
+  stringify (record: SessionRecord): string {
+    try {
+      return this.serializer.stringify(record)
+    } catch (err) {
+      throw Object.assign(new FST_QUART_SESSION_SERIALIZE((err as Error)?.message ?? String(err)), { cause: err })
+    }
+  }
+
+  /**
+   * A record for a session to own, from the text stored under `key`: parsed, or copied from the
+   * record last parsed from the same text. Throws FST_QUART_SESSION_CORRUPT_RECORD when it is not
+   * one of ours.
+   */
+  open (stored: string, key: string): Decoded {
+    const plain = this.#plain(stored, key)
+    const decoded = this.#decoded
+    const known = decoded.get(plain)
+    if (known !== undefined) return { record: { ...known, data: snapshot(known.data) as Data }, stored, plain }
+    const record = this.parse(plain)
+    if (plain.length <= DECODED_TEXT_MAX) {
+      const copy = snapshot(record.data)
+      if (copy !== UNCOMPARABLE) {
+        if (decoded.size >= DECODED_MAX) decoded.delete(decoded.keys().next().value as string)
+        decoded.set(plain, { ...record, data: copy as Data })
+      }
+    }
+    return { record, stored, plain }
+  }
+
+  /** Like `open`, without the cache: a record nobody else will see (a merge base). */
+  decode (stored: string, key: string): Decoded {
+    const plain = this.#plain(stored, key)
+    return { record: this.parse(plain), stored, plain }
+  }
+
+  /** Parse the serializer's text of a record; throws FST_QUART_SESSION_CORRUPT_RECORD when it is not one. */
+  parse (plain: string): SessionRecord {
+    let record: unknown
+    try {
+      record = this.serializer.parse(plain)
+    } catch (err) {
+      // The parser's message may quote the text: it goes to the cause (the log), not the message.
+      throw Object.assign(new FST_QUART_SESSION_CORRUPT_RECORD('the serializer could not parse it'), { cause: err })
+    }
+    if (!isRecord(record)) throw new FST_QUART_SESSION_CORRUPT_RECORD('not a session record ({ data: {...} })')
+    return record
+  }
+
+  #plain (stored: string, key: string): string {
+    const max = this.maxRecordBytes
+    // Checked before parsing: a huge record costs nothing but this comparison.
+    if (stored.length > max || (stored.length * 3 > max && Buffer.byteLength(stored) > max)) {
+      throw new FST_QUART_SESSION_CORRUPT_RECORD(`the record is larger than maxRecordBytes (${max} bytes)`)
+    }
+    return this.cipher === undefined ? stored : this.cipher.open(stored, key)
+  }
+}
+
+function checkSize (text: string, max: number): void {
+  if (text.length * 3 > max) {
+    const bytes = Buffer.byteLength(text)
+    if (bytes > max) throw new FST_QUART_SESSION_VALUE_TOO_LARGE(bytes, max)
+  }
+}
+
+function isPlainObject (value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) return false
+  const proto = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
+
+function isTime (value: unknown): boolean {
+  return value === undefined || (typeof value === 'number' && Number.isFinite(value))
+}
+
+function isRecord (value: unknown): value is SessionRecord {
+  if (!isPlainObject(value)) return false
+  const { data, permanent, pin, created, touched, cookie } = value
+  if (!isPlainObject(data) || (permanent !== undefined && permanent !== false) ||
+      (pin !== undefined && typeof pin !== 'string') || !isTime(created) || !isTime(touched)) return false
+  if (cookie === undefined) return true
+  try {
+    return isPlainObject(cookie) && checkSessionCookieOptions(cookie) !== undefined
+  } catch {
+    return false
+  }
+}

@@ -1,0 +1,227 @@
+import type { SessionCookieOptions } from './cookie.js'
+import type { Dated } from './lifetime.js'
+import { type Data, type Encoded, type SessionRecord, isEmpty } from './record.js'
+import { UNCOMPARABLE, snapshot, unchanged } from './snapshot.js'
+
+/** A read-modify-write of one key waiting for the next save (session.update). */
+export interface Update {
+  key: string
+  fn: (value: unknown) => unknown
+  /** Called with the value stored, once the save that applied it succeeded. */
+  applied: (value: unknown) => void
+  /** Called when it cannot apply: the session ended before the save, or the save failed. */
+  failed: (error: Error) => void
+  /** The value fn returned on the attempt being written. */
+  value?: unknown
+}
+
+/**
+ * What a request changed since the session was loaded or last written: one object, one reset.
+ * `version` counts changes, so a save that ran while the handler went on changing the session
+ * (an un-awaited `save()`) leaves those later changes to the next save instead of forgetting them.
+ */
+export class Changes {
+  /** Something changed (a key set or deleted, permanent, cookie options, regenerate). */
+  dirty = false
+  /** `clear()` ran: what was there before is gone, whatever other requests wrote meanwhile. */
+  cleared = false
+  /**
+   * Keys given a whole new value by `set` or removed by `delete` (null: none): a concurrent save
+   * keeps this request's value of them whole; only mutations in place merge deeply.
+   */
+  replaced: Set<string> | null = null
+  /** Keys whose object value was handed out, with a copy of what it was then (null: none). */
+  exposed: Map<string, unknown> | null = null
+  /** Restart the record's lifetime at the end of the request, even if nothing changed. */
+  touch = false
+  /** Read-modify-writes to apply at the next save. */
+  updates: Update[] | null = null
+  version = 0
+
+  reset (): void {
+    this.dirty = false
+    this.cleared = false
+    this.replaced = null
+    this.exposed = null
+    this.touch = false
+    this.updates = null
+  }
+
+  /** Whether a save has anything to look at (set, delete, clear, handed-out objects, updates). */
+  get pending (): boolean {
+    return this.dirty || this.cleared || this.exposed !== null || this.updates !== null
+  }
+}
+
+/**
+ * The private state of one session, with the transitions the core makes on it (loaded, written,
+ * gone, restarted, destroyed). The session object owns it; the backend changes it only through
+ * these methods, which is where lifecycle events hook on.
+ */
+export class SessionState implements Dated {
+  /** '' until something needs an id: most fresh sessions never do (nothing stored). */
+  id: string
+  data: Data
+  /** The text the backend holds for this id (what a compare-and-set expects); undefined: nothing stored. */
+  stored: string | undefined
+  /** The serializer's text of that record (what change detection compares). */
+  plain: string | undefined
+  isNew: boolean
+  permanent: boolean
+  pin: string | undefined
+  created: number
+  touched: number
+  cookieOptions: SessionCookieOptions | undefined
+  /** The signed cookie value the client sent for this id, sent back unchanged while the id stays. */
+  signed: string | undefined = undefined
+  /** The client sent a cookie naming this session (or one it replaced). */
+  hadCookie = false
+  /** The cookie must be (re)sent at the end of the request. */
+  sendCookie = false
+  /** The cookie of a session this request ended must be expired at the end of the request. */
+  clearCookie = false
+  /** The save hook has run for this request (an error reply runs onSend a second time). */
+  done = false
+  /** Why sessions are off, on an inert session. */
+  disabled: string | undefined = undefined
+  /** A verb that failed while nobody awaited it: the save hook fails the request with it. */
+  failure: Error | undefined = undefined
+  /** A save in flight (an un-awaited `save()`): the next one waits for it. */
+  saving: Promise<void> | undefined = undefined
+  readonly changes = new Changes()
+
+  constructor (id: string, record: SessionRecord | undefined, encoded: Encoded | undefined, permanent: boolean, pin: string | undefined, now: number) {
+    this.id = id
+    this.data = record?.data ?? {}
+    this.stored = encoded?.stored
+    this.plain = encoded?.plain
+    this.isNew = encoded === undefined
+    this.permanent = record === undefined ? permanent : record.permanent !== false
+    this.pin = pin
+    this.created = record?.created ?? now
+    this.touched = record === undefined ? now : record.touched ?? 0
+    this.cookieOptions = record?.cookie
+  }
+
+  /** The record this session would store now, last written or refreshed at `touched`. */
+  toRecord (touched: number): SessionRecord {
+    const record: SessionRecord = { data: this.data }
+    if (!this.permanent) record.permanent = false
+    if (this.pin !== undefined) record.pin = this.pin
+    record.created = this.created
+    record.touched = touched
+    if (this.cookieOptions !== undefined) record.cookie = this.cookieOptions
+    return record
+  }
+
+  /** Whether the data differs from what is stored. `stringify`: the serializer, for values a copy cannot compare. */
+  modified (stringify: (record: SessionRecord) => string): boolean {
+    const changes = this.changes
+    if (changes.dirty || changes.cleared || changes.updates !== null) return true
+    const exposed = changes.exposed
+    if (exposed === null) return false
+    const data = this.data
+    for (const [key, copy] of exposed) {
+      // Values the copy cannot compare: the serializer's text decides, for the whole record.
+      if (copy === UNCOMPARABLE) return stringify(this.toRecord(this.touched)) !== this.plain
+      if (!unchanged(copy, data[key])) return true
+    }
+    return false
+  }
+
+  /** Copies of the handed-out values as they are now, about to be written: later mutations compare against them. */
+  baseline (): Map<string, unknown> | null {
+    const exposed = this.changes.exposed
+    if (exposed === null) return null
+    const copies = new Map<string, unknown>()
+    for (const key of exposed.keys()) copies.set(key, snapshot(this.data[key]))
+    return copies
+  }
+
+  get empty (): boolean {
+    return isEmpty(this.data)
+  }
+
+  /**
+   * The record was written as `encoded` (undefined: deleted, the session was emptied). `version`
+   * and `baseline` were taken when the write began: changes made since stay pending.
+   */
+  written (encoded: Encoded | undefined, now: number, version: number, baseline: Map<string, unknown> | null): void {
+    const changes = this.changes
+    const later = changes.version !== version
+    // Updates still listed came after this write took its own.
+    const updates = changes.updates
+    changes.reset()
+    changes.updates = updates
+    // Handed-out objects the handler may still mutate compare against what was just written.
+    changes.exposed = baseline
+    if (later) changes.dirty = true
+    if (encoded === undefined) {
+      // An emptied session: its record is gone, and the client's cookie with it.
+      if (this.stored !== undefined) this.clearCookie = true
+      this.stored = undefined
+      this.plain = undefined
+      this.sendCookie = false
+      return
+    }
+    this.stored = encoded.stored
+    this.plain = encoded.plain
+    this.touched = now
+    this.isNew = false
+    this.sendCookie = true
+    this.clearCookie = false
+  }
+
+  /**
+   * The session vanished from the backend while this request held it (destroyed, regenerated,
+   * revoked or expired elsewhere). Its changes die with it, and its cookie is left alone: the
+   * request that ended it sent what the browser should hold (a slow request must never expire
+   * the cookie a login just set).
+   */
+  gone (): void {
+    this.id = ''
+    this.data = {}
+    this.stored = undefined
+    this.plain = undefined
+    this.isNew = true
+    this.signed = undefined
+    this.sendCookie = false
+    this.changes.reset()
+    this.changes.version++
+  }
+
+  /** regenerate(): a new id, the data emptied except `kept`; the old cookie is replaced or expired. */
+  restarted (kept: Data, now: number): void {
+    const had = this.stored !== undefined || this.hadCookie
+    this.gone()
+    if (had) this.clearCookie = true
+    this.data = kept
+    this.created = now
+    this.touched = now
+    this.changes.dirty = true
+  }
+
+  /** destroy(): removed, emptied, and the cookie expired at the end of the request. */
+  destroyed (now: number, permanent: boolean): void {
+    const had = this.stored !== undefined || this.hadCookie || this.clearCookie
+    this.gone()
+    this.clearCookie = had
+    this.permanent = permanent
+    this.created = now
+    this.touched = now
+  }
+
+  /** reload(): the record as stored now (undefined: none). */
+  reloaded (record: SessionRecord | undefined, encoded: Encoded | undefined, permanent: boolean, now: number): void {
+    this.data = record?.data ?? {}
+    this.permanent = record === undefined ? permanent : record.permanent !== false
+    this.stored = encoded?.stored
+    this.plain = encoded?.plain
+    this.isNew = record === undefined
+    this.created = record?.created ?? now
+    this.touched = record?.touched ?? now
+    this.cookieOptions = record?.cookie
+    this.changes.reset()
+    this.changes.version++
+  }
+}
