@@ -5,7 +5,8 @@ import type { SessionCookie } from './cookie.js'
 import type { SessionCookieView } from './session.js'
 import type { SessionState, Update } from './state.js'
 import { type Data, type Decoded, type Encoded, RecordCodec, isEmpty } from './record.js'
-import { StoreKeys, handleOf } from './keys.js'
+import { StoreKeys, handleOf, idHash } from './keys.js'
+import { publish } from './events.js'
 import { generateId } from './id.js'
 import { Lifetime, nowSeconds } from './lifetime.js'
 import { merge } from './merge.js'
@@ -212,6 +213,8 @@ export class Backend {
         if (written) {
           state.written(encoded, now, version, baseline)
           settleUpdates(updates, state.data)
+          const id = state.id
+          publish('created', () => ({ idHash: idHash(id), at: Date.now() }))
           return
         }
         // A new id that is taken (192 random bits: practically never): take another.
@@ -405,17 +408,25 @@ export class Backend {
 
   /** New id, old record removed, data emptied except `keep`. */
   async regenerate (state: SessionState, keep: string[] | undefined): Promise<void> {
-    if (state.stored !== undefined) await this.remove(state.id)
+    const previous = state.stored === undefined ? undefined : state.id
+    if (previous !== undefined) await this.remove(previous)
     const data = state.data
     const kept: Data = {}
     if (keep !== undefined) for (const key of keep) if (Object.hasOwn(data, key)) kept[key] = data[key]
     state.restarted(kept, nowSeconds())
+    if (previous !== undefined) {
+      // The new id now, so the event can name it; nothing is stored under it before the save.
+      const id = state.id = generateId()
+      publish('regenerated', () => ({ idHash: idHash(id), previousIdHash: idHash(previous), at: Date.now() }))
+    }
   }
 
   /** Remove the record now and empty the session; its cookie is expired at the end of the request. */
   async destroy (state: SessionState): Promise<void> {
-    if (state.stored !== undefined) await this.remove(state.id)
+    const previous = state.stored === undefined ? undefined : state.id
+    if (previous !== undefined) await this.remove(previous)
     state.destroyed(nowSeconds(), this.permanent)
+    if (previous !== undefined) publish('destroyed', () => ({ idHash: idHash(previous), at: Date.now() }))
   }
 
   /** Discard unsaved changes and read the session again. */
