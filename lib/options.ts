@@ -3,6 +3,7 @@ import type { Serializer } from './serializer.js'
 import type { CookieOptions } from './cookie.js'
 import { devalueSerializer } from './serializer.js'
 import { MAX_LIFETIME } from './cookie.js'
+import { isServers } from './stores/servers.js'
 import {
   FST_QUART_SESSION_INVALID_OPTION, FST_QUART_SESSION_UNKNOWN_TYPE, FST_QUART_SESSION_WEAK_SECRET
 } from './errors.js'
@@ -369,14 +370,4 @@ function resolveCookie (input: unknown): ResolvedOptions['cookie'] {
     partitioned: partitioned as boolean | undefined,
     priority: priority as CookieOptions['priority']
   }
-}
-
-export function isServers (value: unknown): value is string | string[] | Record<string, number> {
-  if (typeof value === 'string') return value.length > 0
-  if (Array.isArray(value)) return value.length > 0 && value.every((s) => typeof s === 'string' && s.length > 0)
-  if (typeof value === 'object' && value !== null) {
-    const entries = Object.entries(value)
-    return entries.length > 0 && entries.every(([, weight]) => typeof weight === 'number' && weight > 0)
-  }
-  return false
 }
