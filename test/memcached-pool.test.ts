@@ -167,14 +167,14 @@ describe('one memcached server stopped and restarted', { timeout: 120_000 }, () 
           await assert.rejects(store.get('session:before'), failedFast('any'))
           await assert.rejects(store.set('session:x', 'value', 60), failedFast('any'))
           await assert.rejects(store.delete('session:x'), failedFast('any'))
-          await assert.rejects(store.touch('session:x', 60), failedFast('any'))
+          await assert.rejects(store.compareAndSet('session:x', undefined, 'value', 60), failedFast('any'))
           await sleep(150)
         }
 
         await server.restart()
         await eventually(async () => { await store.set('session:after', 'value', 60) }, POLL_MS)
         assert.equal(await store.get('session:after'), 'value')
-        await store.touch('session:after', 120)
+        assert.equal(await store.compareAndSet('session:after', 'value', 'changed', 120), true)
         await store.delete('session:after')
         assert.equal(await store.get('session:after'), undefined)
       } finally {
@@ -281,7 +281,8 @@ describe('a pool flap never brings back sessions already treated as gone', { tim
     try {
       await writer.ready()
       await other.ready()
-      const [key, probe] = await homedOn(writer, a, 2)
+      // Both write (as every app process does): placing the keys is their first write.
+      const [key, probe] = await homedOn(other, a, 2)
       await a.stop()
       // Both stores meet the outage; only the writer stores the session on B, then its process ends.
       assert.equal(await other.get(probe), undefined)
