@@ -18,9 +18,14 @@ export interface SentinelOptions {
 
 /** Client-side caching of session reads (Redis, RESP3 tracking). */
 export interface ClientSideCacheOptions {
-  /** Most keys cached (least recently used evicted). Default 10 000. */
+  /** Most keys cached (the oldest stored evicted first). Default 10 000. */
   maxEntries?: number
-  /** Milliseconds a cached entry lives at most, also without invalidation; 0 = no limit. Default 0. */
+  /**
+   * Most bytes the cached records take, counted as 2 per character (V8's worst case) plus a small
+   * overhead per entry; a record above 1/16 of it is not cached. Default 64 MiB. With `uri` only.
+   */
+  maxBytes?: number
+  /** Milliseconds a cached entry lives at most, also without invalidation; 0 = no limit (the key's Redis TTL still applies). Default 0. */
   ttl?: number
 }
 
@@ -197,14 +202,20 @@ export function resolveOptions (input: QuartSessionOptions | undefined): Resolve
   if (options.clientSideCache !== undefined && options.clientSideCache !== false) {
     const csc = options.clientSideCache === true ? {} : options.clientSideCache
     if (typeof csc !== 'object' || csc === null || Array.isArray(csc)) {
-      throw invalid('clientSideCache', 'must be true, false or { maxEntries?, ttl? }')
+      throw invalid('clientSideCache', 'must be true, false or { maxEntries?, maxBytes?, ttl? }')
     }
     for (const name of Object.keys(csc)) {
-      if (name !== 'maxEntries' && name !== 'ttl') throw invalid(`clientSideCache.${name}`, 'unknown setting; known are maxEntries, ttl')
+      if (name !== 'maxEntries' && name !== 'maxBytes' && name !== 'ttl') throw invalid(`clientSideCache.${name}`, 'unknown setting; known are maxEntries, maxBytes, ttl')
     }
-    const { maxEntries, ttl } = csc as ClientSideCacheOptions
+    const { maxEntries, maxBytes, ttl } = csc as ClientSideCacheOptions
     if (maxEntries !== undefined && (!Number.isSafeInteger(maxEntries) || maxEntries < 1)) {
       throw invalid('clientSideCache.maxEntries', `must be a whole number above 0, got ${describe(maxEntries)}`)
+    }
+    if (maxBytes !== undefined && (!Number.isSafeInteger(maxBytes) || maxBytes < 1)) {
+      throw invalid('clientSideCache.maxBytes', `must be a whole number of bytes above 0, got ${describe(maxBytes)}`)
+    }
+    if (maxBytes !== undefined && options.sentinel !== undefined) {
+      throw invalid('clientSideCache.maxBytes', 'applies to "uri" only: with "sentinel", node-redis keeps the cache, bounded by maxEntries')
     }
     if (ttl !== undefined && (!Number.isSafeInteger(ttl) || ttl < 0)) {
       throw invalid('clientSideCache.ttl', `must be whole milliseconds, 0 or more, got ${describe(ttl)}`)
