@@ -120,6 +120,19 @@ const OPTION_NAMES = new Set([
   'cookie', 'maxAge', 'rolling', 'absoluteMaxAge', 'maxRecordBytes', 'permanent', 'protection', 'reverseProxy',
   'staticFiles', 'serializer', 'timeout', 'maxEntries', 'directory', 'fileMode'
 ])
+// Options of @fastify/session and express-session that code being migrated still passes: the
+// refusal says what they became (docs/migration.md maps them all).
+const FOREIGN_OPTIONS: Record<string, string> = {
+  saveUninitialized: 'the @fastify/session option has no counterpart: an empty session is never stored (saveUninitialized: false, always); remove it',
+  resave: 'the express-session option has no counterpart: a session is written only when it changed; remove it',
+  cookiePrefix: 'the @fastify/session option is not supported: the cookie value is the id, signed when "secret" is set',
+  idGenerator: 'the @fastify/session option is not supported: ids are 192 random bits',
+  genid: 'the express-session option is not supported: ids are 192 random bits',
+  algorithm: 'the @fastify/session option is not needed: cookies are always signed with HMAC-SHA256',
+  name: 'the express-session option is "cookieName" here',
+  proxy: 'the express-session option is Fastify\'s own "trustProxy" here',
+  unset: 'the express-session option has no counterpart: call `await request.session.destroy()`'
+}
 const COOKIE_OPTION_NAMES = new Set(['path', 'domain', 'httpOnly', 'secure', 'sameSite', 'partitioned', 'priority'])
 const TYPES = new Set<string>(['memory', 'redis', 'memcached', 'filesystem'])
 // RFC 6265 token characters for the cookie name; attribute values must not break the header.
@@ -152,7 +165,8 @@ export function resolveOptions (input: QuartSessionOptions | undefined): Resolve
   const options: Record<string, unknown> = { ...input }
   for (const name of Object.keys(options)) {
     if (!OPTION_NAMES.has(name) && !FASTIFY_REGISTER_OPTIONS.has(name)) {
-      throw invalid(name, `unknown option; known options are ${[...OPTION_NAMES].join(', ')}`)
+      const counterpart = Object.hasOwn(FOREIGN_OPTIONS, name) ? ` ${FOREIGN_OPTIONS[name]};` : ''
+      throw invalid(name, `unknown option;${counterpart} known options are ${[...OPTION_NAMES].join(', ')}`)
     }
   }
 
