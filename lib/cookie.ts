@@ -30,8 +30,9 @@ const capitalized = (word: string): string => word[0].toUpperCase() + word.slice
 
 /**
  * The attributes that do not change per request, serialized once. SameSite=None and Partitioned
- * need Secure, so with `secure: 'auto'` they go out on https only (`https`), and plain http (a
- * developer's machine) falls back to the browser's default rather than to a refused cookie.
+ * need Secure, so with `secure: 'auto'` they go out on https only (`https`). On plain http (a
+ * developer's machine) SameSite=None becomes an explicit SameSite=Lax rather than a refused
+ * cookie: leaving the attribute out would mean Lax in Chrome but None in Firefox and Safari.
  */
 function serializeAttributes (options: CookieOptions, https: boolean): string {
   let attributes = `; Path=${options.path ?? '/'}`
@@ -39,7 +40,7 @@ function serializeAttributes (options: CookieOptions, https: boolean): string {
   if (options.httpOnly !== false) attributes += '; HttpOnly'
   const secure = options.secure === 'auto' || options.secure === undefined ? https : options.secure
   const sameSite = options.sameSite === true ? 'strict' : options.sameSite ?? 'lax'
-  if (sameSite !== false && (sameSite !== 'none' || secure)) attributes += `; SameSite=${capitalized(sameSite)}`
+  if (sameSite !== false) attributes += `; SameSite=${sameSite === 'none' && !secure ? 'Lax' : capitalized(sameSite)}`
   if (options.partitioned === true && secure) attributes += '; Partitioned'
   if (options.priority !== undefined) attributes += `; Priority=${capitalized(options.priority)}`
   if (secure) attributes += '; Secure'

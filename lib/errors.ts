@@ -123,6 +123,18 @@ export const FST_QUART_SESSION_CALLBACK = defineError<'FST_QUART_SESSION_CALLBAC
   TypeError
 )
 
+export const FST_QUART_SESSION_NO_COOKIE_PLUGIN = defineError<'FST_QUART_SESSION_NO_COOKIE_PLUGIN', []>(
+  'FST_QUART_SESSION_NO_COOKIE_PLUGIN',
+  "The dependency '@fastify/cookie' of plugin 'fastify-quart-session' is not registered: register @fastify/cookie before fastify-quart-session, in the same scope or a parent one (`app.register(cookie)` then `app.register(quartSession, options)`)",
+  500
+)
+
+export const FST_QUART_SESSION_ALREADY_REGISTERED = defineError<'FST_QUART_SESSION_ALREADY_REGISTERED', [string]>(
+  'FST_QUART_SESSION_ALREADY_REGISTERED',
+  'request.session is already provided by %s in this scope or a parent one: register one session plugin, once, at the root of the app (after @fastify/cookie); routes in child scopes get its session',
+  500
+)
+
 export const FST_QUART_SESSION_GONE = defineError<'FST_QUART_SESSION_GONE', [string]>(
   'FST_QUART_SESSION_GONE',
   'session.%s could not apply: the session ended (destroyed, regenerated, revoked or expired) while this request held it',

@@ -10,9 +10,12 @@ import { CookieSigner } from './signing.js'
 import { createStore } from './stores/create.js'
 import { FST_QUART_SESSION_CONNECT, FST_QUART_SESSION_INVALID_OPTION } from './errors.js'
 import { kSession, kStaticRoute } from './symbols.js'
+import { checkRegistration } from './registration.js'
 
 async function quartSession (fastify: FastifyInstance, opts: QuartSessionOptions): Promise<void> {
+  checkRegistration(fastify)
   const options = resolveOptions(opts)
+  for (const warning of options.warnings) fastify.log.warn(warning)
 
   const ownStore = options.store === undefined
   const store = options.store ?? await createStore(options)
@@ -69,8 +72,8 @@ async function quartSession (fastify: FastifyInstance, opts: QuartSessionOptions
 
 const plugin: FastifyPluginAsync<QuartSessionOptions> = fp(quartSession, {
   fastify: '5.x',
-  name: 'fastify-quart-session',
-  dependencies: ['@fastify/cookie']
+  // No `dependencies: ['@fastify/cookie']`: checkRegistration makes that check with a message that says what to do.
+  name: 'fastify-quart-session'
 })
 
 export default plugin

@@ -3,6 +3,7 @@ import type { Serializer } from './serializer.js'
 import type { CookieOptions } from './cookie.js'
 import { devalueSerializer } from './serializer.js'
 import { MAX_LIFETIME } from './cookie.js'
+import { isServers } from './stores/servers.js'
 import {
   FST_QUART_SESSION_INVALID_OPTION, FST_QUART_SESSION_UNKNOWN_TYPE, FST_QUART_SESSION_WEAK_SECRET
 } from './errors.js'
@@ -17,9 +18,14 @@ export interface SentinelOptions {
 
 /** Client-side caching of session reads (Redis, RESP3 tracking). */
 export interface ClientSideCacheOptions {
-  /** Most keys cached (least recently used evicted). Default 10 000. */
+  /** Most keys cached (the oldest stored evicted first). Default 10 000. */
   maxEntries?: number
-  /** Milliseconds a cached entry lives at most, also without invalidation; 0 = no limit. Default 0. */
+  /**
+   * Most bytes the cached records take, counted as 2 per character (V8's worst case) plus a small
+   * overhead per entry; a record above 1/16 of it is not cached. Default 64 MiB. With `uri` only.
+   */
+  maxBytes?: number
+  /** Milliseconds a cached entry lives at most, also without invalidation; 0 = no limit (the key's Redis TTL still applies). Default 0. */
   ttl?: number
 }
 
@@ -103,6 +109,11 @@ export interface ResolvedOptions {
   serializer: Serializer
   timeout: number
   maxEntries: number
+  /**
+   * Problems that are not errors, for the plugin to log once at registration (resolveOptions has
+   * no logger): a weak older secret of a rotation, a secret that is present but undefined.
+   */
+  warnings: string[]
 }
 
 export const THIRTY_ONE_DAYS = 31 * 24 * 60 * 60
@@ -115,6 +126,19 @@ const OPTION_NAMES = new Set([
   'cookie', 'maxAge', 'rolling', 'absoluteMaxAge', 'maxRecordBytes', 'permanent', 'protection', 'reverseProxy',
   'staticFiles', 'serializer', 'timeout', 'maxEntries', 'directory', 'fileMode'
 ])
+// Options of @fastify/session and express-session that code being migrated still passes: the
+// refusal says what they became (docs/migration.md maps them all).
+const FOREIGN_OPTIONS: Record<string, string> = {
+  saveUninitialized: 'the @fastify/session option has no counterpart: an empty session is never stored (saveUninitialized: false, always); remove it',
+  resave: 'the express-session option has no counterpart: a session is written only when it changed; remove it',
+  cookiePrefix: 'the @fastify/session option is not supported: the cookie value is the id, signed when "secret" is set',
+  idGenerator: 'the @fastify/session option is not supported: ids are 192 random bits',
+  genid: 'the express-session option is not supported: ids are 192 random bits',
+  algorithm: 'the @fastify/session option is not needed: cookies are always signed with HMAC-SHA256',
+  name: 'the express-session option is "cookieName" here',
+  proxy: 'the express-session option is Fastify\'s own "trustProxy" here',
+  unset: 'the express-session option has no counterpart: call `await request.session.destroy()`'
+}
 const COOKIE_OPTION_NAMES = new Set(['path', 'domain', 'httpOnly', 'secure', 'sameSite', 'partitioned', 'priority'])
 const TYPES = new Set<string>(['memory', 'redis', 'memcached', 'filesystem'])
 // RFC 6265 token characters for the cookie name; attribute values must not break the header.
@@ -147,7 +171,8 @@ export function resolveOptions (input: QuartSessionOptions | undefined): Resolve
   const options: Record<string, unknown> = { ...input }
   for (const name of Object.keys(options)) {
     if (!OPTION_NAMES.has(name) && !FASTIFY_REGISTER_OPTIONS.has(name)) {
-      throw invalid(name, `unknown option; known options are ${[...OPTION_NAMES].join(', ')}`)
+      const counterpart = Object.hasOwn(FOREIGN_OPTIONS, name) ? ` ${FOREIGN_OPTIONS[name]};` : ''
+      throw invalid(name, `unknown option;${counterpart} known options are ${[...OPTION_NAMES].join(', ')}`)
     }
   }
 
@@ -196,14 +221,20 @@ export function resolveOptions (input: QuartSessionOptions | undefined): Resolve
   if (options.clientSideCache !== undefined && options.clientSideCache !== false) {
     const csc = options.clientSideCache === true ? {} : options.clientSideCache
     if (typeof csc !== 'object' || csc === null || Array.isArray(csc)) {
-      throw invalid('clientSideCache', 'must be true, false or { maxEntries?, ttl? }')
+      throw invalid('clientSideCache', 'must be true, false or { maxEntries?, maxBytes?, ttl? }')
     }
     for (const name of Object.keys(csc)) {
-      if (name !== 'maxEntries' && name !== 'ttl') throw invalid(`clientSideCache.${name}`, 'unknown setting; known are maxEntries, ttl')
+      if (name !== 'maxEntries' && name !== 'maxBytes' && name !== 'ttl') throw invalid(`clientSideCache.${name}`, 'unknown setting; known are maxEntries, maxBytes, ttl')
     }
-    const { maxEntries, ttl } = csc as ClientSideCacheOptions
+    const { maxEntries, maxBytes, ttl } = csc as ClientSideCacheOptions
     if (maxEntries !== undefined && (!Number.isSafeInteger(maxEntries) || maxEntries < 1)) {
       throw invalid('clientSideCache.maxEntries', `must be a whole number above 0, got ${describe(maxEntries)}`)
+    }
+    if (maxBytes !== undefined && (!Number.isSafeInteger(maxBytes) || maxBytes < 1)) {
+      throw invalid('clientSideCache.maxBytes', `must be a whole number of bytes above 0, got ${describe(maxBytes)}`)
+    }
+    if (maxBytes !== undefined && options.sentinel !== undefined) {
+      throw invalid('clientSideCache.maxBytes', 'applies to "uri" only: with "sentinel", node-redis keeps the cache, bounded by maxEntries')
     }
     if (ttl !== undefined && (!Number.isSafeInteger(ttl) || ttl < 0)) {
       throw invalid('clientSideCache.ttl', `must be whole milliseconds, 0 or more, got ${describe(ttl)}`)
@@ -220,18 +251,8 @@ export function resolveOptions (input: QuartSessionOptions | undefined): Resolve
   const keyPrefix = options.keyPrefix ?? 'session:'
   if (typeof keyPrefix !== 'string') throw invalid('keyPrefix', 'must be a string')
 
-  let secrets: string[] | undefined
-  if (options.secret !== undefined) {
-    const secret = options.secret
-    secrets = Array.isArray(secret) ? [...secret] : [secret as string]
-    if (secrets.length === 0) throw new FST_QUART_SESSION_WEAK_SECRET('the secret array is empty')
-    for (const s of secrets) {
-      if (typeof s !== 'string') throw invalid('secret', 'must be a string or an array of strings')
-      if (s.length < MIN_SECRET_LENGTH) {
-        throw new FST_QUART_SESSION_WEAK_SECRET(`a secret of ${s.length} characters is too short`)
-      }
-    }
-  }
+  const warnings: string[] = []
+  const secrets = resolveSecrets(options, warnings)
 
   const cookieName = options.cookieName ?? 'session'
   if (typeof cookieName !== 'string' || !COOKIE_NAME.test(cookieName)) {
@@ -318,8 +339,52 @@ export function resolveOptions (input: QuartSessionOptions | undefined): Resolve
     staticFiles,
     serializer: serializer as Serializer,
     timeout,
-    maxEntries
+    maxEntries,
+    warnings
   }
+}
+
+/**
+ * Only the secret that signs (the first, or a lone string) must be strong: a cookie is worth what
+ * its signature is. Older secrets only verify, and a rotation away from a short one must be able
+ * to keep its visitors signed in until their cookies expire, so they are allowed, with a warning.
+ * Texts follow @fastify/session's ("the secret must have length 32 or greater", "at least one
+ * secret is required") so a migrating user recognises them.
+ */
+function resolveSecrets (options: Record<string, unknown>, warnings: string[]): string[] | undefined {
+  const secret = options.secret
+  if (secret === undefined) {
+    // `secret: process.env.SESSION_SECRET` with the variable unset: the option was meant to be set.
+    if ('secret' in options && process.env.NODE_ENV === 'production') {
+      warnings.push('fastify-quart-session: the "secret" option is present but undefined (an unset environment variable?), so session cookies are NOT signed. Set it, or leave the option out to run without signing on purpose')
+    }
+    return undefined
+  }
+  const isArray = Array.isArray(secret)
+  const secrets: unknown[] = isArray ? [...secret] : [secret]
+  if (secrets.length === 0) throw new FST_QUART_SESSION_WEAK_SECRET('at least one secret is required (the array is empty)')
+  secrets.forEach((s, index) => {
+    if (typeof s !== 'string') {
+      const name = isArray ? `secret[${index}]` : 'secret'
+      const signer = typeof s === 'object' && s !== null && typeof (s as { sign?: unknown }).sign === 'function'
+      throw invalid(name, signer
+        ? 'must be a String or an Array of Strings; a signer object with .sign and .unsign (which @fastify/session accepts) is not supported'
+        : `must be a String or an Array of Strings, got ${describe(s)}`)
+    }
+    if (s.length === 0) throw new FST_QUART_SESSION_WEAK_SECRET(`${isArray ? `secret[${index}]` : 'the secret'} is an empty string`)
+  })
+  const strings = secrets as string[]
+  if (strings[0].length < MIN_SECRET_LENGTH) {
+    throw new FST_QUART_SESSION_WEAK_SECRET(isArray
+      ? `the secret that signs (secret[0]) must have length ${MIN_SECRET_LENGTH} or greater, got ${strings[0].length} characters (only the older secrets after it, which just verify, may be shorter while you rotate them out)`
+      : `the secret must have length ${MIN_SECRET_LENGTH} or greater, got ${strings[0].length} characters`)
+  }
+  for (let index = 1; index < strings.length; index++) {
+    if (strings[index].length < MIN_SECRET_LENGTH) {
+      warnings.push(`fastify-quart-session: secret[${index}] is ${strings[index].length} characters long (shorter than ${MIN_SECRET_LENGTH}); it only verifies cookies signed before the rotation, and cookies it verifies are re-issued signed with secret[0]. Remove it once those cookies have expired`)
+    }
+  }
+  return strings
 }
 
 function resolveCookie (input: unknown): ResolvedOptions['cookie'] {
@@ -369,14 +434,4 @@ function resolveCookie (input: unknown): ResolvedOptions['cookie'] {
     partitioned: partitioned as boolean | undefined,
     priority: priority as CookieOptions['priority']
   }
-}
-
-export function isServers (value: unknown): value is string | string[] | Record<string, number> {
-  if (typeof value === 'string') return value.length > 0
-  if (Array.isArray(value)) return value.length > 0 && value.every((s) => typeof s === 'string' && s.length > 0)
-  if (typeof value === 'object' && value !== null) {
-    const entries = Object.entries(value)
-    return entries.length > 0 && entries.every(([, weight]) => typeof weight === 'number' && weight > 0)
-  }
-  return false
 }

@@ -101,12 +101,12 @@ describe('IoredisStore against redis-server', () => {
     assert.ok(ttl >= 3599 && ttl <= 3600, `TTL ${ttl}`)
   })
 
-  it('stores TTL 0 without expiry, and touch with 0 removes an expiry', async () => {
+  it('stores TTL 0 without expiry, and a write with 0 removes an expiry', async () => {
     const k = key('persist')
     await store.set(k, 'value', 0)
     assert.equal(await plain.ttl(k), -1)
     await store.set(k, 'value', 60)
-    await store.touch(k, 0)
+    await store.set(k, 'value', 0)
     assert.equal(await plain.ttl(k), -1)
     await store.delete(k)
   })
@@ -184,15 +184,10 @@ describe('IoredisStore against redis-server', () => {
       assert.deepEqual(await commandCounts(server.port), { set: 1 })
     })
 
-    it('delete is one DEL, touch one EXPIRE (or PERSIST for 0)', async () => {
+    it('delete is one DEL; there is no touch() (a rolling refresh is a compare-and-set)', async () => {
+      assert.equal('touch' in store, false)
       const k = key('count-del')
       await plain.set(k, 'value')
-      await resetCommandStats(server.port)
-      await store.touch(k, 60)
-      assert.deepEqual(await commandCounts(server.port), { expire: 1 })
-      await resetCommandStats(server.port)
-      await store.touch(k, 0)
-      assert.deepEqual(await commandCounts(server.port), { persist: 1 })
       await resetCommandStats(server.port)
       await store.delete(k)
       assert.deepEqual(await commandCounts(server.port), { del: 1 })
@@ -328,7 +323,6 @@ describe('IoredisStore while Redis is down', { timeout: 60_000 }, () => {
     await assert.rejects(store.get('session:before'), failedFast())
     await assert.rejects(store.set('session:x', 'value', 60), failedFast())
     await assert.rejects(store.delete('session:x'), failedFast())
-    await assert.rejects(store.touch('session:x', 60), failedFast())
     await assert.rejects(store.compareAndSet('session:x', undefined, 'value', 60), failedFast())
     // Generous: "at once" rather than five timeouts of 1 s each.
     assert.ok(Date.now() - started < 4000, `took ${Date.now() - started} ms`)

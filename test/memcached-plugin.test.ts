@@ -13,7 +13,7 @@ import type { QuartSessionOptions } from '../lib/index.js'
 import { memcachedKey } from '../lib/stores/memcached.js'
 import { freePort } from './helpers/ports.js'
 import {
-  startMemcached, remainingTtl, rawCommand, readWith, counting, type MemcachedServer
+  startMemcached, remainingTtl, rawCommand, rawSet, readWith, counting, type MemcachedServer
 } from './helpers/memcached-server.js'
 import { sessionKey } from './helpers/keys.js'
 
@@ -122,6 +122,52 @@ describe('plugin with type memcached', () => {
     } finally {
       await app.close()
       plain.end()
+    }
+  })
+
+  it('with a keyPrefix memcached cannot take (a space), a direct-store key cannot forge a session', async () => {
+    const keyPrefix = 'my sessions:'
+    const app = await appWith({ servers: server.location, keyPrefix })
+    try {
+      const { cookie, id } = sessionOf(await app.inject('/set'))
+      const stored = memcachedKey(sessionKey(id, keyPrefix))
+      assert.match(stored, /^sha256:[0-9a-f]{64}$/, 'the session key is hashed for memcached')
+      // The attacker knows the stored name and writes a record there through the direct store.
+      const now = Math.floor(Date.now() / 1000)
+      await app.sessionStore.set(stored, { data: { foo: 'forged' }, created: now, touched: now }, 600)
+      assert.deepEqual(await app.sessionStore.get(stored), { data: { foo: 'forged' }, created: now, touched: now }, 'the direct key still works as a cache key')
+      const read = await app.inject({ url: '/read', headers: { cookie } })
+      assert.equal(read.statusCode, 200)
+      assert.equal(read.body, 'bar', 'the session reads its own record')
+    } finally {
+      await app.close()
+    }
+  })
+
+  describe('an item stored by another client with flags (JSON, binary, number) under a session key', () => {
+    let app: FastifyInstance
+    before(async () => { app = await appWith({ servers: server.location }) })
+    after(async () => { await app?.close() })
+
+    const items: Array<[string, number, string]> = [
+      ['JSON', 2, '{"data":{"foo":"json"}}'],
+      ['invalid JSON', 2, '{"data":'],
+      ['binary', 4, 'binary bytes'],
+      ['a number', 8, '42']
+    ]
+    for (const [name, flags, text] of items) {
+      it(`${name} (flags ${flags}) gives a fresh session, not an error, and the next requests work`, async () => {
+        const { cookie, id } = sessionOf(await app.inject('/counter'))
+        await rawSet(server.port, sessionKey(id), flags, text)
+        const response = await app.inject({ url: '/counter', headers: { cookie } })
+        assert.equal(response.statusCode, 200, response.body)
+        assert.equal(response.body, '1', 'a fresh session')
+        const next = sessionOf(response)
+        assert.notEqual(next.id, id, 'under a new id')
+        assert.equal((await app.inject({ url: '/counter', headers: { cookie: next.cookie } })).body, '2')
+        // The same cookie again: still a fresh session each time, never stuck on an error.
+        assert.equal((await app.inject({ url: '/counter', headers: { cookie } })).statusCode, 200)
+      })
     }
   })
 

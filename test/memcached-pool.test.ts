@@ -167,14 +167,14 @@ describe('one memcached server stopped and restarted', { timeout: 120_000 }, () 
           await assert.rejects(store.get('session:before'), failedFast('any'))
           await assert.rejects(store.set('session:x', 'value', 60), failedFast('any'))
           await assert.rejects(store.delete('session:x'), failedFast('any'))
-          await assert.rejects(store.touch('session:x', 60), failedFast('any'))
+          await assert.rejects(store.compareAndSet('session:x', undefined, 'value', 60), failedFast('any'))
           await sleep(150)
         }
 
         await server.restart()
         await eventually(async () => { await store.set('session:after', 'value', 60) }, POLL_MS)
         assert.equal(await store.get('session:after'), 'value')
-        await store.touch('session:after', 120)
+        assert.equal(await store.compareAndSet('session:after', 'value', 'changed', 120), true)
         await store.delete('session:after')
         assert.equal(await store.get('session:after'), undefined)
       } finally {
@@ -211,5 +211,97 @@ describe('one memcached server stopped and restarted', { timeout: 120_000 }, () 
         client.end()
       }
     })
+  })
+})
+
+describe('a pool flap never brings back sessions already treated as gone', { timeout: 120_000 }, () => {
+  let a: MemcachedServer
+  let b: MemcachedServer
+
+  before(async () => {
+    a = await startMemcached()
+    b = await startMemcached()
+  })
+  after(async () => {
+    await a?.stop()
+    await b?.stop()
+  })
+
+  /** Keys whose home on the ring is `home` (checked on the servers themselves). */
+  async function homedOn (store: MemcachedStore, home: MemcachedServer, count: number): Promise<string[]> {
+    const keys: string[] = []
+    while (keys.length < count) {
+      const key = `session:${randomUUID()}`
+      await store.set(key, 'placed', 60)
+      if ((await rawCommand(home.port, `get ${key}`)).startsWith('VALUE')) keys.push(key)
+      await store.delete(key)
+    }
+    return keys
+  }
+
+  /** Waits until `store` sends keys homed on `server` to it again. */
+  async function usedAgain (store: MemcachedStore, server: MemcachedServer, key: string): Promise<void> {
+    await eventually(async () => {
+      const counted = await server.stats()
+      await store.get(key)
+      assert.equal(Number((await server.stats()).cmd_get) - Number(counted.cmd_get), 1, 'the read went to the restarted server')
+    }, POLL_MS)
+  }
+
+  it('A fails, its sessions are written to B, A returns empty, A fails again: none of them is back', async () => {
+    const store = new MemcachedStore({ servers: [a.location, b.location], timeout: 1, retry: 0.2 })
+    try {
+      await store.ready()
+      const keys = await homedOn(store, a, 17)
+      await a.stop()
+      for (const key of keys) await store.set(key, `written during the outage: ${key}`, 600)
+      for (const key of keys) assert.ok((await rawCommand(b.port, `get ${key}`)).startsWith('VALUE'), 'stood in for by B')
+
+      await a.restart()
+      await usedAgain(store, a, keys[0])
+      // A came back empty: every one of them is gone now, and the user of one logs out.
+      for (const key of keys) assert.equal(await store.get(key), undefined)
+      await store.delete(keys[1])
+      // The copies B held are removed, as a user would check on B itself.
+      await eventually(async () => {
+        for (const key of keys) assert.equal(await rawCommand(b.port, `get ${key}`), 'END\r\n', `${key} is off B`)
+      }, POLL_MS)
+
+      await a.stop()
+      for (const key of keys) assert.equal(await store.get(key), undefined, `${key} stays gone`)
+    } finally {
+      await store.close()
+      await a.restart()
+    }
+  })
+
+  it('a delete through another store that saw the outage removes the stand-in copy (the writer is gone)', async () => {
+    const writer = new MemcachedStore({ servers: [a.location, b.location], timeout: 1, retry: 0.2 })
+    const other = new MemcachedStore({ servers: [a.location, b.location], timeout: 1, retry: 0.2 })
+    try {
+      await writer.ready()
+      await other.ready()
+      // Both write (as every app process does): placing the keys is their first write.
+      const [key, probe] = await homedOn(other, a, 2)
+      await a.stop()
+      // Both stores meet the outage; only the writer stores the session on B, then its process ends.
+      assert.equal(await other.get(probe), undefined)
+      await writer.set(key, 'written during the outage', 600)
+      await writer.close()
+      assert.ok((await rawCommand(b.port, `get ${key}`)).startsWith('VALUE'), 'stood in for by B')
+
+      await a.restart()
+      await usedAgain(other, a, probe)
+      assert.equal(await other.get(key), undefined, 'A came back empty')
+      await other.delete(key)
+      assert.equal(await rawCommand(b.port, `get ${key}`), 'END\r\n', 'the delete reached the server that stood in')
+
+      await a.stop()
+      assert.equal(await other.get(key), undefined, 'the logged-out session stays gone')
+    } finally {
+      await writer.close()
+      await other.close()
+      await a.restart()
+    }
   })
 })

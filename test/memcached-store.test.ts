@@ -10,7 +10,7 @@ import {
 import { freePort } from './helpers/ports.js'
 import { eventually } from './helpers/assertions.js'
 import {
-  startMemcached, remainingTtl, rawCommand, readWith, counting, CAS_COUNTERS, type MemcachedServer
+  startMemcached, remainingTtl, rawCommand, rawSet, readWith, counting, CAS_COUNTERS, type MemcachedServer
 } from './helpers/memcached-server.js'
 
 const DAY = 24 * 60 * 60
@@ -82,15 +82,6 @@ describe('MemcachedStore against memcached', () => {
       const ttl = await remainingTtl(server.port, k)
       assert.ok(ttl !== undefined && ttl >= MAX_RELATIVE_EXPIRY - 5 && ttl <= MAX_RELATIVE_EXPIRY, `TTL ${ttl}`)
     })
-
-    it('touch with 31 days keeps the item for 31 days', async () => {
-      const k = key('touch-31-days')
-      await store.set(k, 'value', 60)
-      await store.touch(k, 31 * DAY)
-      assert.equal(await store.get(k), 'value')
-      const ttl = await remainingTtl(server.port, k)
-      assert.ok(ttl !== undefined && Math.abs(ttl - 31 * DAY) <= CLOCK_SLACK, `TTL ${ttl}`)
-    })
   })
 
   describe('keys memcached cannot take as they are', () => {
@@ -101,8 +92,9 @@ describe('MemcachedStore against memcached', () => {
       await store.set(k, 'long', 60)
       assert.equal(await store.get(k), 'long')
       assert.equal(await readWith(plain, stored), 'long')
-      await store.touch(k, 120)
-      assert.ok(((await remainingTtl(server.port, stored)) ?? 0) > 60, 'touch reached the hashed key')
+      assert.equal(await store.compareAndSet(k, 'long', 'longer', 120), true)
+      assert.equal(await readWith(plain, stored), 'longer')
+      assert.ok(((await remainingTtl(server.port, stored)) ?? 0) > 60, 'the write reached the hashed key')
       await store.delete(k)
       assert.equal(await store.get(k), undefined)
     })
@@ -116,6 +108,18 @@ describe('MemcachedStore against memcached', () => {
       }
       for (const [i, k] of keys.entries()) assert.equal(await store.get(k), `value ${i}`, JSON.stringify(k))
       await store.delete('')
+    })
+
+    it('a key that starts with sha256: is hashed too: no key given can name the item of another', async () => {
+      const k = `with space ${randomUUID()}`
+      const stored = memcachedKey(k)
+      assert.notEqual(memcachedKey(stored), stored)
+      assert.match(memcachedKey(stored), /^sha256:[0-9a-f]{64}$/)
+      await store.set(k, 'mine', 60)
+      await store.set(stored, 'forged', 60)
+      assert.equal(await store.get(k), 'mine')
+      assert.equal(await store.get(stored), 'forged')
+      assert.equal(await readWith(plain, stored), 'mine', 'the hashed name holds the first key only')
     })
 
     it('250 bytes of printable ASCII is used as is; 251 is hashed', async () => {
@@ -190,12 +194,6 @@ describe('MemcachedStore against memcached', () => {
 
     it('set is one cmd_set (the expiry goes with it)', async () => {
       assert.deepEqual(await counting(server, async () => await store.set(key('count-set'), 'value', 31 * DAY)), { cmd_set: 1 })
-    })
-
-    it('touch is one cmd_touch', async () => {
-      const k = key('count-touch')
-      await store.set(k, 'value', 60)
-      assert.deepEqual(await counting(server, async () => await store.touch(k, 120)), { cmd_touch: 1 })
     })
 
     it('delete is one delete command, hit or miss', async () => {
@@ -364,6 +362,55 @@ describe('MemcachedStore against memcached', () => {
     assert.equal(await quick.get(other), 'fresh')
     assert.equal(await quick.get(k), 'value')
     await quick.close()
+  })
+
+  describe('items another client stored with flags (the package decodes 2 as JSON, 4 as binary, 8 as a number)', () => {
+    const items: Array<[number, string]> = [[2, '{"data":{"foo":"json"}}'], [2, '{"data":'], [2, ''], [4, 'binary'], [8, '42'], [16, 'other flags']]
+
+    it('are read as the text memcached holds, and never take the process down', async () => {
+      for (const [flags, text] of items) {
+        const k = key(`flags-${flags}`)
+        await rawSet(server.port, k, flags, text)
+        assert.equal(await store.get(k), text, `flags ${flags}: ${text}`)
+      }
+    })
+
+    it('a compare-and-set over one is a refusal (it is not what was expected), never an error', async () => {
+      for (const [flags, text] of items) {
+        const k = key(`flags-cas-${flags}`)
+        await rawSet(server.port, k, flags, text)
+        assert.equal(await store.compareAndSet(k, 'a record read before', 'mine', 60), false)
+        assert.equal(await store.compareAndSet(k, undefined, 'mine', 60), false)
+        // What the store read is what it compares: the write goes through against that text.
+        assert.equal(await store.compareAndSet(k, text, 'mine', 60), true)
+        assert.equal(await store.get(k), 'mine')
+      }
+    })
+
+    it('with a client the user built: the package still decodes JSON for the user, the store gets text, and JSON that does not parse cannot crash', async () => {
+      const client = new Memcached(server.location)
+      const userStore = new MemcachedStore({ client })
+      try {
+        const json = key('user-json')
+        await rawSet(server.port, json, 2, '{"a":1}')
+        assert.equal(await userStore.get(json), '{"a":1}')
+        assert.deepEqual(await readWith(client, json), { a: 1 }, 'the user\'s own reads still decode JSON')
+        const broken = key('user-broken')
+        await rawSet(server.port, broken, 2, '{"a":')
+        assert.equal(await userStore.get(broken), '{"a":')
+        const binary = key('user-binary')
+        await rawSet(server.port, binary, 4, 'bytes')
+        assert.equal(await userStore.get(binary), 'bytes')
+        assert.equal(await userStore.compareAndSet(binary, 'something else', 'mine', 60), false)
+      } finally {
+        await userStore.close()
+        client.end()
+      }
+    })
+  })
+
+  it('has no touch(): the core never calls it', () => {
+    assert.equal('touch' in store, false)
   })
 
   it('the raw record is the exact string that was stored (no flags, no JSON)', async () => {

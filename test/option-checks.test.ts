@@ -104,7 +104,9 @@ describe('SameSite=None and Partitioned need Secure', () => {
     const app = await appWith({ cookie: { sameSite: 'none', partitioned: true, secure: 'auto' } })
     const http = cookieOf(await app.inject('/set'))
     assert.ok(http)
-    assert.equal(http.attributes.samesite, undefined, 'no SameSite=None over plain http (the browser would refuse the cookie)')
+    // Not None over plain http (the browser would refuse the cookie), and not left out either
+    // (that is Lax in Chrome, None in Firefox and Safari): Lax, as the docs describe.
+    assert.equal(http.attributes.samesite, 'Lax', http.header)
     assert.equal(http.attributes.partitioned, undefined)
     assert.equal(http.attributes.secure, undefined)
 
@@ -120,6 +122,46 @@ describe('SameSite=None and Partitioned need Secure', () => {
     assert.equal(cleared.attributes.samesite, 'None')
     assert.equal(cleared.attributes.partitioned, true)
     assert.equal(cleared.attributes.secure, true)
+    await app.close()
+  })
+
+  // Bug (issue 19): sameSite 'none' with secure 'auto' sent no SameSite attribute at all on http.
+  it('bug: with secure "auto" on plain http every sameSite setting sends its attribute (None as Lax)', async () => {
+    const expected: Array<[QuartSessionOptions['cookie'], string | undefined]> = [
+      [{ sameSite: 'none' }, 'Lax'],
+      [{ sameSite: 'lax' }, 'Lax'],
+      [{ sameSite: 'strict' }, 'Strict'],
+      [{ sameSite: true }, 'Strict'],
+      [{}, 'Lax'],
+      [{ sameSite: false }, undefined]
+    ]
+    for (const [cookieOptions, sameSite] of expected) {
+      const app = await appWith({ cookie: { ...cookieOptions, secure: 'auto' } })
+      const set = cookieOf(await app.inject('/set'))
+      assert.ok(set)
+      assert.equal(set.attributes.samesite, sameSite, `${JSON.stringify(cookieOptions)}: ${set.header}`)
+      assert.equal(set.attributes.secure, undefined)
+      const cleared = cookieOf(await app.inject({ url: '/logout', headers: { cookie: set.pair } }))
+      assert.ok(cleared)
+      assert.equal(cleared.attributes.samesite, sameSite, `clearing cookie of ${JSON.stringify(cookieOptions)}: ${cleared.header}`)
+      await app.close()
+    }
+  })
+
+  it('session.options({ sameSite: "none" }) with secure "auto": Lax on http, None; Secure on https', async () => {
+    const app = await appWith({})
+    app.get('/cross-site', async (request) => {
+      request.session.set('foo', 'bar')
+      request.session.options({ sameSite: 'none' })
+      return 'ok'
+    })
+    const http = cookieOf(await app.inject('/cross-site'))
+    assert.ok(http)
+    assert.equal(http.attributes.samesite, 'Lax', http.header)
+    const https = cookieOf(await app.inject({ url: '/cross-site', headers: { 'x-forwarded-proto': 'https' } }))
+    assert.ok(https)
+    assert.equal(https.attributes.samesite, 'None', https.header)
+    assert.equal(https.attributes.secure, true)
     await app.close()
   })
 

@@ -23,9 +23,10 @@ describe('options are checked once, at registration', () => {
     ['fractional maxAge', { maxAge: 1.5 }, 'FST_QUART_SESSION_INVALID_OPTION', /"maxAge"/],
     ['maxAge as a string', { maxAge: '3600' }, 'FST_QUART_SESSION_INVALID_OPTION', /"maxAge"/],
     ['short secret', { secret: 'too-short' }, 'FST_QUART_SESSION_WEAK_SECRET', /"secret".*9 characters/],
-    ['short secret in a rotation', { secret: [SECRET, 'short'] }, 'FST_QUART_SESSION_WEAK_SECRET', /"secret"/],
+    ['short signing secret in a rotation', { secret: ['short', SECRET] }, 'FST_QUART_SESSION_WEAK_SECRET', /"secret".*secret\[0\]/],
     ['empty secret array', { secret: [] }, 'FST_QUART_SESSION_WEAK_SECRET', /"secret"/],
     ['non-string secret', { secret: 42 }, 'FST_QUART_SESSION_INVALID_OPTION', /"secret"/],
+    ['non-string older secret', { secret: [SECRET, 42] }, 'FST_QUART_SESSION_INVALID_OPTION', /"secret\[1\]"/],
     ['serializer without functions', { serializer: { stringify: 'x', parse: JSON.parse } }, 'FST_QUART_SESSION_INVALID_OPTION', /"serializer"/],
     ['serializer as a function', { serializer: JSON.stringify }, 'FST_QUART_SESSION_INVALID_OPTION', /"serializer"/],
     ['store without get', { store: { set () {}, delete () {} } }, 'FST_QUART_SESSION_INVALID_OPTION', /"store".*get/],
@@ -37,6 +38,10 @@ describe('options are checked once, at registration', () => {
     ['cookie.priority', { cookie: { priority: 'urgent' } }, 'FST_QUART_SESSION_INVALID_OPTION', /"cookie.priority"/],
     ['cookie.maxAge points at maxAge', { cookie: { maxAge: 10 } }, 'FST_QUART_SESSION_INVALID_OPTION', /"cookie.maxAge".*top-level "maxAge"/],
     ['misspelt option', { cookiename: 'sid' }, 'FST_QUART_SESSION_INVALID_OPTION', /"cookiename".*unknown option/],
+    ['@fastify/session saveUninitialized', { saveUninitialized: false }, 'FST_QUART_SESSION_INVALID_OPTION', /"saveUninitialized".*never stored.*remove it/],
+    ['@fastify/session cookiePrefix', { cookiePrefix: 's:' }, 'FST_QUART_SESSION_INVALID_OPTION', /"cookiePrefix".*not supported/],
+    ['express-session name', { name: 'sid' }, 'FST_QUART_SESSION_INVALID_OPTION', /"name".*"cookieName" here/],
+    ['express-session resave', { resave: false }, 'FST_QUART_SESSION_INVALID_OPTION', /"resave".*only when it changed/],
     ['permanent as a string', { permanent: 'false' }, 'FST_QUART_SESSION_INVALID_OPTION', /"permanent"/],
     ['protection without secret', { protection: true }, 'FST_QUART_SESSION_INVALID_OPTION', /"protection".*secret/],
     ['timeout of 0', { timeout: 0 }, 'FST_QUART_SESSION_INVALID_OPTION', /"timeout"/],
@@ -71,8 +76,12 @@ describe('options are checked once, at registration', () => {
   it('needs @fastify/cookie registered first', async () => {
     const app = Fastify()
     app.register(quartSession)
-    await assert.rejects(async () => { await app.ready() }, /@fastify\/cookie/)
+    await assert.rejects(async () => { await app.ready() }, { code: 'FST_QUART_SESSION_NO_COOKIE_PLUGIN', message: /register @fastify\/cookie before/ })
     await app.close()
+  })
+
+  it('accepts a short older secret of a rotation (it only verifies)', async () => {
+    await readyWith({ secret: [SECRET, 'old-short-one'] })
   })
 
   it('never changes the caller\'s options object', async () => {

@@ -33,7 +33,7 @@ describe('Redis behind Sentinel', { timeout: 120_000 }, () => {
     assert.equal(await store.get(k), 'v1')
     assert.equal(await redisCli(setup.masterPort, 'get', k), 'v1', 'written on the master')
     await store.set(k, 'v2', 60)
-    await store.touch(k, 120)
+    assert.equal(await store.compareAndSet(k, 'v2', 'v2', 120), true)
     assert.equal(await store.get(k), 'v2')
     await store.delete(k)
     assert.equal(await store.get(k), undefined)

@@ -48,20 +48,21 @@ describe('RedisStore against redis-server', () => {
     assert.ok(ttl >= 3599 && ttl <= 3600, `TTL ${ttl}`)
   })
 
-  it('stores TTL 0 without expiry, and touch with 0 removes an expiry', async () => {
+  it('stores TTL 0 without expiry, and a write with 0 removes an expiry', async () => {
     const k = key('persist')
     await store.set(k, 'value', 0)
     assert.equal(await plain.ttl(k), -1)
     await store.set(k, 'value', 60)
-    await store.touch(k, 0)
+    assert.equal(await store.compareAndSet(k, 'value', 'value', 0), true)
     assert.equal(await plain.ttl(k), -1)
     await store.delete(k)
   })
 
-  it('touch restarts the TTL', async () => {
-    const k = key('touch')
+  it('has no touch(): a rolling refresh is a compare-and-set of the record, which restarts the TTL', async () => {
+    assert.equal('touch' in store, false)
+    const k = key('refresh')
     await store.set(k, 'value', 10)
-    await store.touch(k, 7200)
+    assert.equal(await store.compareAndSet(k, 'value', 'value', 7200), true)
     const ttl = await plain.ttl(k)
     assert.ok(ttl >= 7199 && ttl <= 7200, `TTL ${ttl}`)
     assert.equal(await plain.get(k), 'value')
@@ -91,12 +92,9 @@ describe('RedisStore against redis-server', () => {
       assert.deepEqual(await commandCounts(server.port), { set: 1 })
     })
 
-    it('delete is one DEL, touch one EXPIRE', async () => {
+    it('delete is one DEL', async () => {
       const k = key('count-del')
       await plain.set(k, 'value')
-      await resetCommandStats(server.port)
-      await store.touch(k, 60)
-      assert.deepEqual(await commandCounts(server.port), { expire: 1 })
       await resetCommandStats(server.port)
       await store.delete(k)
       assert.deepEqual(await commandCounts(server.port), { del: 1 })

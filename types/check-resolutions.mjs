@@ -8,6 +8,12 @@
 //    under each module resolution a TypeScript user may have: NodeNext, Node16, bundler and
 //    node10. The errors must be typed (not `any`) under every one of them.
 // 3. The README quick start, pasted into a `server.ts` with no SessionData declaration, compiles.
+// 4. The README's SessionData snippet, saved as a `.d.ts` of its own (the file users get wrong:
+//    without an import it silently replaces the package's types), types a consumer's session. It
+//    is the text of types/declaration-file/fixtures/session-data.d.ts, whose type tests go further.
+// 5. The README works from the package: its links into the repository are absolute (docs/ is not
+//    shipped) and name files that exist; installing the tarball runs no build (no install-time or
+//    `prepare` script: dist/ is in it).
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -89,6 +95,68 @@ function readmeQuickStart () {
     return 'export {}\n'
   }
   return match[1]
+}
+
+/** The README's SessionData declaration: the ts block under "## TypeScript" that declares it. */
+function readmeSessionData () {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8')
+  const start = readme.indexOf('## TypeScript')
+  const match = start === -1 ? null : /```ts\n([\s\S]*?interface SessionData[\s\S]*?)```/.exec(readme.slice(start))
+  if (match === null) {
+    problems.push('README.md: no ```ts block declaring SessionData under "## TypeScript"')
+    return 'export {}\n'
+  }
+  const fixture = readFileSync(join(root, 'types/declaration-file/fixtures/session-data.d.ts'), 'utf8')
+  if (match[1] !== fixture) problems.push('README.md: the SessionData snippet differs from types/declaration-file/fixtures/session-data.d.ts (keep them the same text)')
+  return match[1]
+}
+
+// Uses the keys the README snippet declares (user, visits): typed, and wrong types refused.
+const TYPED = `import Fastify from 'fastify'
+import quartSession from 'fastify-quart-session'
+
+const app = Fastify()
+app.register(quartSession, { secret: 'a'.repeat(32) })
+app.get('/', async (request) => {
+  const name: string | undefined = request.session.get('user')?.name
+  request.session.set('visits', (request.session.get('visits') ?? 0) + 1)
+  // @ts-expect-error visits is a number
+  request.session.set('visits', 'one')
+  // @ts-expect-error undeclared key
+  request.session.set('undeclared', 1)
+  return name ?? 'nobody'
+})
+export { app }
+`
+
+function writeTypedConsumer (dir) {
+  mkdirSync(dir)
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'typed-app', private: true, type: 'module' }))
+  writeFileSync(join(dir, 'session-data.d.ts'), readmeSessionData())
+  writeFileSync(join(dir, 'typed.ts'), TYPED)
+}
+
+const REPOSITORY = pkg.homepage.replace(/#.*$/, '')
+
+/** Links of the packed README: absolute into the repository (docs/ is not shipped), to files that exist. */
+function checkReadmeLinks (packageDir) {
+  const readme = readFileSync(join(packageDir, 'README.md'), 'utf8')
+  for (const [, target] of readme.matchAll(/\]\(([^)\s]+)\)/g)) {
+    if (target.startsWith('#')) continue
+    if (!/^[a-z]+:/.test(target)) {
+      if (!existsSync(join(packageDir, target.replace(/#.*$/, '')))) problems.push(`README.md: the relative link ${target} is broken in the package; link ${REPOSITORY}/blob/main/${target}`)
+      continue
+    }
+    const inRepository = new RegExp(`^${REPOSITORY.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/(?:blob|raw)/main/([^#?]+)`).exec(target)
+    if (inRepository !== null && !existsSync(join(root, inRepository[1]))) problems.push(`README.md: ${target} names ${inRepository[1]}, which is not in the repository`)
+  }
+}
+
+function checkInstallScripts (packageDir) {
+  const scripts = JSON.parse(readFileSync(join(packageDir, 'package.json'), 'utf8')).scripts ?? {}
+  for (const name of ['preinstall', 'install', 'postinstall', 'prepare']) {
+    if (scripts[name] !== undefined) problems.push(`package.json: a "${name}" script runs when the tarball or a git URL is installed; the tarball carries dist/ (build in "prepack")`)
+  }
 }
 
 function resolutions () {
@@ -194,6 +262,8 @@ function main () {
   try {
     const files = packTarball(scratch)
     checkTarball(files)
+    checkReadmeLinks(join(scratch, 'package'))
+    checkInstallScripts(join(scratch, 'package'))
     const consumer = unpackAsDependency(scratch)
     writeConsumerFiles(consumer)
     for (const [name, options, roots] of resolutions()) {
@@ -205,6 +275,18 @@ function main () {
         problems.push(...diagnostics.map((d) => `[${name}] ${d}`))
       }
     }
+    // Its own program: a SessionData declaration merges program-wide, and the quick start has none.
+    const typed = join(scratch, 'typed-app')
+    writeTypedConsumer(typed)
+    for (const [name, options] of resolutions().filter(([name]) => name !== 'node10')) {
+      const diagnostics = compile(typed, options, ['session-data.d.ts', 'typed.ts'])
+      const label = `${name}: README SessionData snippet as session-data.d.ts, typed.ts`
+      if (diagnostics.length === 0) console.log(`ok   ${label}`)
+      else {
+        console.log(`FAIL ${label}`)
+        problems.push(...diagnostics.map((d) => `[${name}, SessionData snippet] ${d}`))
+      }
+    }
   } finally {
     rmSync(scratch, { recursive: true, force: true })
   }
@@ -212,7 +294,7 @@ function main () {
     console.error(`\n${problems.length} problem(s):\n${problems.map((p) => `  - ${p}`).join('\n')}`)
     process.exit(1)
   }
-  console.log('ok   tarball: package.json, README.md, LICENSE, dist/lib, dist/types; every exports path present')
+  console.log('ok   tarball: package.json, README.md, LICENSE, dist/lib, dist/types; every exports path present; no install-time build; README links work from the package')
 }
 
 main()

@@ -1,12 +1,9 @@
 import type { SessionStore } from '../store.js'
-import { COMPARE_AND_SET_SCRIPT, COMPARE_AND_SET_SHA, compareAndSetArguments, messageOf, withCause } from './shared.js'
+import { messageOf, withCause } from './shared.js'
 import {
-  FST_QUART_SESSION_BACKEND,
-  FST_QUART_SESSION_CONNECT,
-  FST_QUART_SESSION_CORRUPT_RECORD,
-  FST_QUART_SESSION_INVALID_OPTION,
-  FST_QUART_SESSION_TIMEOUT
-} from '../errors.js'
+  COMPARE_AND_SET_SCRIPT, COMPARE_AND_SET_SHA, compareAndSetArguments, ignoreError, readString, redisTimeout, RedisCommands, runCompareAndSet
+} from './redis-common.js'
+import { FST_QUART_SESSION_BACKEND, FST_QUART_SESSION_CONNECT, FST_QUART_SESSION_INVALID_OPTION } from '../errors.js'
 
 type ErrorListener = (error: Error) => void
 type Listener = (...args: unknown[]) => void
@@ -26,8 +23,6 @@ export interface IoredisLike {
   set (key: string, value: string): Promise<unknown>
   set (key: string, value: string, secondsToken: 'EX', seconds: number): Promise<unknown>
   del (key: string): Promise<number>
-  expire (key: string, seconds: number): Promise<number>
-  persist (key: string): Promise<number>
   type (key: string): Promise<string>
   evalsha (sha: string, numberOfKeys: number, ...keysAndArgs: string[]): Promise<unknown>
   eval (script: string, numberOfKeys: number, ...keysAndArgs: string[]): Promise<unknown>
@@ -44,33 +39,25 @@ export interface IoredisStoreOptions {
   timeout?: number
 }
 
-
-// Any 'error' is also surfaced to the caller of the failing operation; this listener exists so an
-// emitter without one does not crash the process (ioredis' Cluster emits 'error' unguarded).
-const ignoreError: ErrorListener = () => {}
-
 /**
  * Sessions in Redis through an ioredis client the user built: `GET`, `SET key value EX ttl`, `DEL`,
- * `EXPIRE`/`PERSIST`, and one `EVALSHA` per compare-and-set. Keys arrive already prefixed by the
- * core (an ioredis `keyPrefix` is added on top, by ioredis, to every command and script alike).
+ * and one `EVALSHA` per compare-and-set, new sessions included. Keys arrive already prefixed by
+ * the core (an ioredis `keyPrefix` is added on top, by ioredis, to every command and script alike).
  */
 export class IoredisStore implements SessionStore {
   readonly timeout: number
   readonly #client: IoredisLike
-  readonly #timeoutMs: number
+  readonly #commands: RedisCommands
   #listening = false
 
   constructor (options: IoredisStoreOptions) {
     const { client } = options ?? {}
-    const timeout = options?.timeout ?? 2
-    if (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout <= 0) {
-      throw new FST_QUART_SESSION_INVALID_OPTION('timeout', 'must be a positive number of seconds')
-    }
+    this.timeout = redisTimeout(options?.timeout)
     if (!isIoredisLike(client)) {
       throw new FST_QUART_SESSION_INVALID_OPTION('client', 'must be an ioredis client (new Redis()) or cluster (new Redis.Cluster())')
     }
-    this.timeout = timeout
-    this.#timeoutMs = Math.ceil(timeout * 1000)
+    // ioredis' own commandTimeout, when the user set one shorter than the store's, counts as the store's.
+    this.#commands = new RedisCommands(this.timeout, (error) => error instanceof Error && error.message === 'Command timed out')
     this.#client = client
   }
 
@@ -102,7 +89,7 @@ export class IoredisStore implements SessionStore {
         onReady = () => resolve()
         client.on('error', onError)
         client.on('ready', onReady)
-        timer = setTimeout(() => reject(new Error(`no connection within ${this.timeout} s`)), this.#timeoutMs)
+        timer = setTimeout(() => reject(new Error(`no connection within ${this.timeout} s`)), this.#commands.ms)
         if (connecting) client.connect().then(() => resolve(), reject)
       })
     } catch (error) {
@@ -123,7 +110,7 @@ export class IoredisStore implements SessionStore {
     await new Promise<void>((resolve) => {
       onEnd = () => resolve()
       client.on('end', onEnd)
-      timer = setTimeout(resolve, this.#timeoutMs)
+      timer = setTimeout(resolve, this.#commands.ms)
       client.disconnect()
       if (client.status === 'end') resolve()
     })
@@ -132,16 +119,7 @@ export class IoredisStore implements SessionStore {
   }
 
   async get (key: string): Promise<string | undefined> {
-    const value = await this.#run('GET', async () => {
-      try {
-        return await this.#client.get(key)
-      } catch (error) {
-        if (!isWrongType(error)) throw error
-        // Only on this path: a second command, to say what the key holds instead.
-        const type = await this.#client.type(key)
-        throw withCause(new FST_QUART_SESSION_CORRUPT_RECORD(`the key holds a Redis ${type}, not a string`), error)
-      }
-    })
+    const value = await this.#run('GET', () => readString(() => this.#client.get(key), () => this.#client.type(key)))
     return value ?? undefined
   }
 
@@ -155,28 +133,12 @@ export class IoredisStore implements SessionStore {
     await this.#run('DEL', () => this.#client.del(key))
   }
 
-  /** `EXPIRE`; TTL 0 means no expiry, as in `set`, which is `PERSIST` in Redis. */
-  async touch (key: string, ttlSeconds: number): Promise<void> {
-    await this.#run(ttlSeconds > 0 ? 'EXPIRE' : 'PERSIST', () => ttlSeconds > 0
-      ? this.#client.expire(key, ttlSeconds)
-      : this.#client.persist(key))
-  }
-
-  /**
-   * One `EVALSHA`; the script is sent whole (`EVAL`) only when the server does not know it yet
-   * (first use, or after a restart). A key of another Redis type never matches: false.
-   */
+  /** One `EVALSHA` (a key of another Redis type never matches: false). */
   async compareAndSet (key: string, expected: string | undefined, value: string | undefined, ttlSeconds: number): Promise<boolean> {
     const args = [key, ...compareAndSetArguments(expected, value, ttlSeconds)]
-    const written = await this.#run('EVALSHA', async () => {
-      try {
-        return await this.#client.evalsha(COMPARE_AND_SET_SHA, 1, ...args)
-      } catch (error) {
-        if (!isNoScript(error)) throw error
-        return await this.#client.eval(COMPARE_AND_SET_SCRIPT, 1, ...args)
-      }
-    })
-    return written === 1
+    return await this.#run('EVALSHA', () => runCompareAndSet(
+      () => this.#client.evalsha(COMPARE_AND_SET_SHA, 1, ...args),
+      () => this.#client.eval(COMPARE_AND_SET_SCRIPT, 1, ...args)))
   }
 
   /** The client is the user's: it stays open. Only the store's 'error' listener goes. */
@@ -202,26 +164,7 @@ export class IoredisStore implements SessionStore {
       const error = new Error(`the ioredis client is not connected (status "${status}")`)
       return Promise.reject(withCause(new FST_QUART_SESSION_BACKEND(`Redis ${command}`), error))
     }
-    return new Promise<T>((resolve, reject) => {
-      // The reply wait is bounded here, whatever the client's own commandTimeout: a Redis that
-      // accepts the connection but does not answer would otherwise hang the request.
-      const timer = setTimeout(() => reject(new FST_QUART_SESSION_TIMEOUT(`Redis ${command}`, this.timeout)), this.#timeoutMs)
-      let pending: Promise<T>
-      try {
-        pending = send()
-      } catch (error) {
-        pending = Promise.reject(error)
-      }
-      pending.then((value) => {
-        clearTimeout(timer)
-        resolve(value)
-      }, (error: unknown) => {
-        clearTimeout(timer)
-        if (error instanceof FST_QUART_SESSION_CORRUPT_RECORD) reject(error)
-        else if (isTimeout(error)) reject(withCause(new FST_QUART_SESSION_TIMEOUT(`Redis ${command}`, this.timeout), error))
-        else reject(withCause(new FST_QUART_SESSION_BACKEND(`Redis ${command}`), error))
-      })
-    })
+    return this.#commands.run(command, send)
   }
 }
 
@@ -229,24 +172,6 @@ function isIoredisLike (value: unknown): value is IoredisLike {
   if (typeof value !== 'object' || value === null) return false
   const client = value as Record<string, unknown>
   return typeof client.status === 'string' &&
-    ['connect', 'disconnect', 'get', 'set', 'del', 'expire', 'persist', 'type', 'evalsha', 'eval', 'on', 'off']
+    ['connect', 'disconnect', 'get', 'set', 'del', 'type', 'evalsha', 'eval', 'on', 'off']
       .every((name) => typeof client[name] === 'function')
 }
-
-function replyMessage (error: unknown): string {
-  return error instanceof Error ? error.message : ''
-}
-
-function isWrongType (error: unknown): boolean {
-  return replyMessage(error).startsWith('WRONGTYPE')
-}
-
-function isNoScript (error: unknown): boolean {
-  return replyMessage(error).startsWith('NOSCRIPT')
-}
-
-/** ioredis' own `commandTimeout`, when the user set one shorter than the store's. */
-function isTimeout (error: unknown): boolean {
-  return replyMessage(error) === 'Command timed out'
-}
-

@@ -1,14 +1,14 @@
 import { createHash } from 'node:crypto'
-import { connect } from 'node:net'
 import { createRequire } from 'node:module'
 import Memcached from 'memcached'
 import type { SessionStore } from '../store.js'
-import { isServers } from '../options.js'
+import { isServers, type MemcachedServers } from './servers.js'
+import { withoutPing, withTextValues } from './memcached-patch.js'
+import { bounded, fromCallback, messageOf as messageOfError, seconds, withCause } from './shared.js'
 import {
   FST_QUART_SESSION_BACKEND,
   FST_QUART_SESSION_CONNECT,
   FST_QUART_SESSION_INVALID_OPTION,
-  FST_QUART_SESSION_TIMEOUT,
   FST_QUART_SESSION_VALUE_TOO_LARGE
 } from '../errors.js'
 
@@ -34,7 +34,6 @@ export interface MemcachedLike {
   /** Stores only when the item's CAS token is still `cas`: true, or false (EXISTS, NOT_FOUND). */
   cas (key: string, value: string, cas: string, lifetime: number, callback: Callback<unknown>): void
   del (key: string, callback: Callback<unknown>): void
-  touch (key: string, lifetime: number, callback: Callback<unknown>): void
   /** One answer per server that replied; an error when any did not. */
   version (callback: Callback<unknown[] | undefined>): void
   on? (event: 'issue' | 'failure' | 'reconnect', listener: (details: IssueDetails) => void): unknown
@@ -43,7 +42,7 @@ export interface MemcachedLike {
   servers?: unknown
 }
 
-export type MemcachedServers = string | string[] | Record<string, number>
+export type { MemcachedServers }
 
 export interface MemcachedStoreOptions {
   /** `'host:port'`, an array of them, or `{ 'host:port': weight }`; default `127.0.0.1:11211`. */
@@ -78,21 +77,27 @@ const PLAIN_KEY = /^[\x21-\x23\x25-\x7e]+$/
 // The package answers `gets` with `{ [key]: value, cas: token }`: under these two keys the value
 // would be lost (overwritten by the token, or swallowed by the prototype setter).
 const OBJECT_KEYS = new Set(['cas', '__proto__'])
+/** What a hashed key starts with; a key given with it is hashed too, so no key maps onto another's name. */
+const HASHED = 'sha256:'
 /** An expiry in the past: a `cas` with it is a delete that only happens if the token matches. */
 const EXPIRED = -1
 /** CAS tokens of recent reads, so an uncontended compare-and-set is one round trip. */
 const REMEMBERED_ENTRIES = 10_000
 const REMEMBERED_CHARS = 16 * 1024 * 1024
+/** Copies written away from one down server that the store deletes once it is back; beyond, deletes still reach them. */
+const MAX_STRAYS = 100_000
 
 /**
  * The memcached key for `key`: the key itself when memcached and the package take it as is
- * (1–250 bytes of printable ASCII other than `$`, and neither `cas` nor `__proto__`), otherwise
- * `sha256:` and the hex SHA-256 of its UTF-8 bytes. Deterministic, so other programs can find a
+ * (1–250 bytes of printable ASCII other than `$`, neither `cas` nor `__proto__`, and not starting
+ * with `sha256:`), otherwise `sha256:` and the hex SHA-256 of its UTF-8 bytes. One-to-one: a key
+ * kept as is never starts with `sha256:`, so no key a caller gives (a direct-store key) can name
+ * the item of another (a session's hashed key). Deterministic, so other programs can find a
  * record from its session key.
  */
 export function memcachedKey (key: string): string {
-  if (key.length <= MAX_KEY_BYTES && PLAIN_KEY.test(key) && !OBJECT_KEYS.has(key)) return key
-  return `sha256:${createHash('sha256').update(key).digest('hex')}`
+  if (key.length <= MAX_KEY_BYTES && PLAIN_KEY.test(key) && !OBJECT_KEYS.has(key) && !key.startsWith(HASHED)) return key
+  return HASHED + createHash('sha256').update(key).digest('hex')
 }
 
 /** The expiry memcached should get for a TTL: seconds from now up to 30 days, a Unix time beyond. */
@@ -115,6 +120,10 @@ function loadHashRing (): HashRingClass {
   return createRequire(require.resolve('memcached'))('hashring') as HashRingClass
 }
 
+function newServer (location: string, client: MemcachedLike): Server {
+  return { location, client, down: false, check: undefined, strays: new Map(), copiesUntil: 0 }
+}
+
 /** One memcached server and the client that talks to it. */
 interface Server {
   readonly location: string
@@ -122,6 +131,14 @@ interface Server {
   /** Skipped by routing until a check answers again (only for servers the store manages). */
   down: boolean
   check: NodeJS.Timeout | undefined
+  /**
+   * Keys of this server written to another one while it was down (the server that took each).
+   * Once it answers again those copies are stale: they are deleted there, or a second failure of
+   * this server would bring back sessions that read as gone in between.
+   */
+  strays: Map<string, Server>
+  /** Until when (ms) a delete of one of its keys also goes to the other servers, which may hold a copy. */
+  copiesUntil: number
 }
 
 /** Package options its type declarations lack. */
@@ -141,12 +158,15 @@ interface Read {
 
 /**
  * Sessions in memcached through the `memcached` package: `get` (as `gets`), `set` with the
- * expiry, `delete`, `touch`, and `compareAndSet` with `add`/`cas`. Keys arrive already prefixed by
- * the core; see `memcachedKey` for the ones memcached cannot take as they are.
+ * expiry, `delete`, and `compareAndSet` with `add`/`cas`. Keys arrive already prefixed by the
+ * core; see `memcachedKey` for the ones memcached cannot take as they are. Items are read as
+ * their text whatever their flags (see `withTextValues`).
  *
  * With `servers`, the store keeps one client per server and places keys itself, on the same
  * consistent-hashing ring as the package: a server that fails is skipped (its keys go to the next
- * live server of the ring) and checked every `retry` seconds until it answers again.
+ * live server of the ring) and checked every `retry` seconds until it answers again. Then the
+ * copies this store wrote elsewhere meanwhile are deleted, and for the longest TTL it has written
+ * a delete of one of that server's keys goes to the other servers too.
  */
 export class MemcachedStore implements SessionStore {
   readonly timeout: number
@@ -160,6 +180,8 @@ export class MemcachedStore implements SessionStore {
   readonly #timeoutMs: number
   readonly #retryMs: number
   #closed = false
+  /** Longest TTL this store has written, in ms (Infinity for no expiry): how long a stray copy may live. */
+  #longestTtlMs = 0
   readonly #remembered = new Map<string, Read>()
   #rememberedChars = 0
   /** The last problem a client reported per server, to say why a server is "not available". */
@@ -197,7 +219,7 @@ export class MemcachedStore implements SessionStore {
       this.#where = Array.isArray(client.servers) && client.servers.length > 0
         ? client.servers.join(', ')
         : 'the memcached client given as "client"'
-      this.#servers = new Map([[this.#where, { location: this.#where, client, down: false, check: undefined }]])
+      this.#servers = new Map([[this.#where, newServer(this.#where, client)]])
       this.#ring = undefined
     } else {
       const location = servers ?? DEFAULT_MEMCACHED_SERVERS
@@ -208,17 +230,15 @@ export class MemcachedStore implements SessionStore {
       const ring = new (loadHashRing())(location, 'md5', { compatibility: 'ketama', 'default port': 11211 })
       const settings = this.#clientSettings()
       this.#owned = true
-      this.#servers = new Map(ring.servers.map(({ string }) => [string, {
-        location: string,
-        client: new Memcached(string, settings) as unknown as MemcachedLike,
-        down: false,
-        check: undefined
-      }]))
+      this.#servers = new Map(ring.servers.map(({ string }) => [string,
+        newServer(string, new Memcached(string, settings) as unknown as MemcachedLike)]))
       this.#ring = this.#servers.size > 1 ? ring : undefined
       this.#where = [...this.#servers.keys()].join(', ')
     }
     for (const { client } of this.#servers.values()) {
       withoutPing(client, this.#timeoutMs)
+      // A client of the user's keeps the package's decoding for the JSON it may store elsewhere.
+      withTextValues(client, this.#owned)
       client.on?.('issue', this.#onIssue)
       client.on?.('failure', this.#onIssue)
       client.on?.('reconnect', this.#onReconnect)
@@ -281,7 +301,7 @@ export class MemcachedStore implements SessionStore {
     const mkey = memcachedKey(key)
     this.#forget(mkey)
     const stored = await this.#onServer('set', mkey, async (server) => await this.#call<unknown>('set', (done) =>
-      server.client.set(mkey, value, memcachedLifetime(ttlSeconds), done)))
+      server.client.set(mkey, value, memcachedLifetime(ttlSeconds), done)), ttlSeconds)
     if (stored !== true) {
       throw withCause(new FST_QUART_SESSION_BACKEND('memcached set'), new Error(`the server did not store the item of ${size} bytes; is its item size limit (memcached -I) below 1 MiB?`))
     }
@@ -291,14 +311,11 @@ export class MemcachedStore implements SessionStore {
   async delete (key: string): Promise<void> {
     const mkey = memcachedKey(key)
     this.#forget(mkey)
-    await this.#onServer('delete', mkey, async (server) => await this.#call<unknown>('delete', (done) => server.client.del(mkey, done)))
-  }
-
-  /** memcached's `touch` command; NOT_FOUND (a missing key) is not an error. It keeps the CAS token. */
-  async touch (key: string, ttlSeconds: number): Promise<void> {
-    const mkey = memcachedKey(key)
-    await this.#onServer('touch', mkey, async (server) => await this.#call<unknown>('touch', (done) =>
-      server.client.touch(mkey, memcachedLifetime(ttlSeconds), done)))
+    const used = await this.#onServer('delete', mkey, async (server) => {
+      await this.#call<unknown>('delete', (done) => server.client.del(mkey, done))
+      return server
+    })
+    await this.#deleteCopies(mkey, used)
   }
 
   /**
@@ -309,8 +326,13 @@ export class MemcachedStore implements SessionStore {
   async compareAndSet (key: string, expected: string | undefined, value: string | undefined, ttlSeconds: number): Promise<boolean> {
     if (value !== undefined) this.#checkSize(value)
     const mkey = memcachedKey(key)
-    return await this.#onServer('compareAndSet', mkey, async (server) =>
-      await this.#compareAndSetOn(server, mkey, expected, value, ttlSeconds))
+    let used: Server | undefined
+    const written = await this.#onServer('compareAndSet', mkey, async (server) => {
+      used = server
+      return await this.#compareAndSetOn(server, mkey, expected, value, ttlSeconds)
+    }, ttlSeconds)
+    if (written && value === undefined && used !== undefined) await this.#deleteCopies(mkey, used)
+    return written
   }
 
   /** Ends the clients the store created; a supplied client is left as it is, for its owner. */
@@ -351,8 +373,7 @@ export class MemcachedStore implements SessionStore {
     if (reply === undefined) return undefined
     const read = readOf(reply, server)
     if (read === undefined) {
-      // A SERVER_ERROR reply comes back as `false`; an item another client stored with flags
-      // (JSON, number, binary) as something else. Neither is a miss.
+      // A SERVER_ERROR reply comes back as `false`: not a miss.
       throw withCause(new FST_QUART_SESSION_BACKEND('memcached get'), new Error(`unexpected reply ${describe(reply)} instead of a string value`))
     }
     this.#remember(mkey, read)
@@ -389,12 +410,13 @@ export class MemcachedStore implements SessionStore {
    * connection that fails, or no answer within `timeout`), the store skips it from then on and,
    * in a pool, runs `attempt` again on the next live server of the ring.
    */
-  async #onServer<T> (command: string, mkey: string, attempt: (server: Server) => Promise<T>): Promise<T> {
+  async #onServer<T> (command: string, mkey: string, attempt: (server: Server) => Promise<T>, writesTtl?: number): Promise<T> {
     let server = this.#route(mkey)
     if (server === undefined) throw this.#unavailable(command)
     const tried = new Set<Server>()
     for (;;) {
       try {
+        if (writesTtl !== undefined) this.#wrote(mkey, server, writesTtl)
         return await attempt(server)
       } catch (error) {
         if (!this.#owned || !isOutage(error)) throw error
@@ -407,13 +429,68 @@ export class MemcachedStore implements SessionStore {
     }
   }
 
+  /**
+   * Notes a write of `mkey` to `server` before it is sent (a write that times out may still land):
+   * the longest TTL written, and a write away from the key's home as a copy to delete later.
+   */
+  #wrote (mkey: string, server: Server, ttlSeconds: number): void {
+    const ttlMs = ttlSeconds > 0 ? ttlSeconds * 1000 : Infinity
+    if (ttlMs > this.#longestTtlMs) this.#longestTtlMs = ttlMs
+    const home = this.#home(mkey)
+    if (home === server) return
+    home.strays.delete(mkey)
+    if (home.strays.size < MAX_STRAYS) home.strays.set(mkey, server)
+  }
+
+  /**
+   * After a delete (or a conditional delete) on `used`: the same delete on the other live servers
+   * while the key's home is down or may have copies elsewhere (one of its outages ended less than
+   * the longest TTL this store writes ago). Best effort: a server that fails here is skipped.
+   */
+  async #deleteCopies (mkey: string, used: Server): Promise<void> {
+    if (this.#ring === undefined) return
+    const home = this.#home(mkey)
+    if (!home.down && home.copiesUntil <= Date.now()) return
+    const others = [...this.#servers.values()].filter((server) => server !== used && !server.down)
+    await Promise.all(others.map(async (server) => {
+      await this.#call<unknown>('delete', (done) => server.client.del(mkey, done)).catch(() => {})
+    }))
+  }
+
+  /**
+   * `home` answers again: deletes the copies of its keys this store wrote to other servers during
+   * the outage, one at a time in the background; a key written away again meanwhile (a new outage)
+   * is left alone.
+   */
+  async #removeStrays (home: Server): Promise<void> {
+    const strays = home.strays
+    home.strays = new Map()
+    home.copiesUntil = Math.max(home.copiesUntil, Date.now() + this.#longestTtlMs)
+    for (const [mkey, server] of strays) {
+      if (this.#closed) return
+      if (home.strays.has(mkey) || server.down) continue
+      try {
+        await this.#call<unknown>('delete', (done) => server.client.del(mkey, done))
+      } catch (error) {
+        // That server is failing now: its copies stay (deletes of those keys still reach it later).
+        if (isOutage(error)) return
+      }
+    }
+  }
+
+  /** The key's home server on the ring (the only server without one). */
+  #home (mkey: string): Server {
+    if (this.#ring === undefined) return this.#servers.values().next().value as Server
+    return this.#servers.get(this.#ring.get(mkey) as string) as Server
+  }
+
   /** The server for `mkey`: its home on the ring, or the next live one; undefined when all are down. */
   #route (mkey: string): Server | undefined {
     if (this.#ring === undefined) {
       const only = this.#servers.values().next().value as Server
       return only.down ? undefined : only
     }
-    const home = this.#servers.get(this.#ring.get(mkey) as string) as Server
+    const home = this.#home(mkey)
     if (!home.down) return home
     for (const location of this.#ring.range(mkey, this.#servers.size, true)) {
       const server = this.#servers.get(location) as Server
@@ -434,7 +511,9 @@ export class MemcachedStore implements SessionStore {
     server.check = setTimeout(() => {
       server.check = undefined
       this.#version(server).then(() => {
-        if (!this.#closed) server.down = false
+        if (this.#closed) return
+        server.down = false
+        void this.#removeStrays(server)
       }, () => {
         if (!this.#closed) this.#scheduleCheck(server)
       })
@@ -478,22 +557,14 @@ export class MemcachedStore implements SessionStore {
     this.#rememberedChars -= read.value.length
   }
 
+  /**
+   * One command, bounded: the package has no reply timeout, so a command written to a server that
+   * stopped answering, or to a connection that broke under it, would never be called back.
+   */
   #call<T> (command: string, send: (done: Callback<T>) => void): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      // The package has no reply timeout: a command written to a server that stopped answering,
-      // or to a connection that broke under it, is never called back.
-      const timer = setTimeout(() => reject(new FST_QUART_SESSION_TIMEOUT(`memcached ${command}`, this.timeout)), this.#timeoutMs)
-      const done: Callback<T> = (error, result) => {
-        clearTimeout(timer)
-        if (error === undefined || error === null) resolve(result as T)
-        else reject(withCause(new FST_QUART_SESSION_BACKEND(`memcached ${command}`), withCause(new Error(this.#explain(error)), error)))
-      }
-      try {
-        send(done)
-      } catch (error) {
-        done(error ?? new Error('the client threw'))
-      }
-    })
+    const operation = `memcached ${command}`
+    return bounded({ operation, seconds: this.timeout, ms: this.#timeoutMs }, async () => await fromCallback(send),
+      (error) => withCause(new FST_QUART_SESSION_BACKEND(operation), withCause(new Error(this.#explain(error)), error)))
   }
 
   /** The client's message; for a server it skips after a failure, with that failure. */
@@ -527,8 +598,21 @@ function readOf (reply: unknown, server: Server): Read | undefined {
   const { cas, ...rest } = reply as Record<string, unknown>
   // The one other key is the item's (with the client's namespace in front, if it has one).
   const values = Object.values(rest)
-  if (typeof cas !== 'string' || values.length !== 1 || typeof values[0] !== 'string') return undefined
-  return { value: values[0], cas, server }
+  if (typeof cas !== 'string' || values.length !== 1) return undefined
+  return { value: textOf(values[0]), cas, server }
+}
+
+/**
+ * The item as text. Clients the store creates read every item as text; a client of the user's
+ * still decodes flags 2 (JSON), 4 (binary) and 8 (number): an item of another program under a
+ * session key, which the core must see as a string that is not a record (a fresh session), and
+ * a compare-and-set as a value that differs from what it expects (never an error).
+ */
+function textOf (value: unknown): string {
+  if (typeof value === 'string') return value
+  if (Buffer.isBuffer(value)) return value.toString('latin1')
+  if (typeof value === 'number') return String(value)
+  return JSON.stringify(value) ?? String(value)
 }
 
 function describe (reply: unknown): string {
@@ -540,95 +624,6 @@ function describe (reply: unknown): string {
   return typeof reply
 }
 
-interface IssueLog {
-  tokens: string[]
-  config: object
-  messages: string[]
-  failed: boolean
-  isScheduledToReconnect: boolean
-  reconnect: number
-  totalReconnectsAttempted: number
-  totalReconnectsSuccess: number
-  details: unknown
-  attemptReconnect: () => void
-  emit (event: string, details: unknown): boolean
-}
-
-const guarded = new WeakSet<object>()
-
-/**
- * The package checks a server it gave up on by spawning the system `ping` (lib/connection.js,
- * IssueLog#attemptReconnect) with no 'error' listener: where `ping` is not installed, that is an
- * uncaught exception that ends the process. Each issue log this client creates (it keeps them in
- * `client.issues`) gets a check that spawns nothing: a TCP connect to the memcached port, which
- * also says more than an ICMP echo. Clients the store creates never reach that path (see
- * `failures`); this covers clients the user passes in.
- */
-function withoutPing (client: object, timeoutMs: number): void {
-  const holder = client as { issues?: unknown }
-  const issues = holder.issues
-  if (typeof issues !== 'object' || issues === null || guarded.has(client)) return
-  const attemptReconnect = reconnectByConnecting(timeoutMs)
-  const patch = (log: unknown): void => {
-    if (isIssueLog(log)) log.attemptReconnect = attemptReconnect
-  }
-  Object.values(issues).forEach(patch)
-  holder.issues = new Proxy(issues, {
-    // The log must be patched before its first use: `log()` binds attemptReconnect right away.
-    set (target, key, value, receiver) {
-      patch(value)
-      return Reflect.set(target, key, value, receiver)
-    }
-  })
-  guarded.add(client)
-}
-
-function isIssueLog (value: unknown): value is IssueLog {
-  if (typeof value !== 'object' || value === null) return false
-  const log = value as Partial<IssueLog>
-  return typeof log.attemptReconnect === 'function' && Array.isArray(log.tokens) && Array.isArray(log.messages)
-}
-
-function reconnectByConnecting (timeoutMs: number): () => void {
-  return function attemptReconnect (this: IssueLog): void {
-    this.totalReconnectsAttempted++
-    this.emit('reconnecting', this.details)
-    // tokens: [port, host], or [socket path]
-    const [port, host] = this.tokens
-    const socket = host === undefined ? connect(port) : connect(Number(port), host)
-    socket.setTimeout(timeoutMs)
-    const finish = (error?: Error): void => {
-      socket.removeAllListeners()
-      socket.on('error', () => {})
-      socket.destroy()
-      if (error !== undefined) {
-        this.messages.push(error.message)
-        // Unref'd: the client of a closed app may still be checking a server that is down.
-        setTimeout(() => this.attemptReconnect(), this.reconnect).unref()
-        return
-      }
-      // What lib/connection.js does after a successful ping.
-      this.emit('reconnected', this.details)
-      this.totalReconnectsSuccess++
-      this.messages.length = 0
-      this.failed = false
-      this.isScheduledToReconnect = false
-      Object.assign(this, JSON.parse(JSON.stringify(this.config)))
-    }
-    socket.once('connect', () => finish())
-    socket.once('error', finish)
-    socket.once('timeout', () => finish(new Error(`no connection within ${timeoutMs} ms`)))
-  }
-}
-
-function seconds (value: number | undefined, fallback: number, name: string): number {
-  const result = value ?? fallback
-  if (typeof result !== 'number' || !Number.isFinite(result) || result <= 0) {
-    throw new FST_QUART_SESSION_INVALID_OPTION(name, 'must be a positive number of seconds')
-  }
-  return result
-}
-
 /** Bytes the package sends for a string value: UTF-8, with a backslash added before each CR and LF. */
 function sentBytes (value: string): number {
   let size = Buffer.byteLength(value)
@@ -636,7 +631,7 @@ function sentBytes (value: string): number {
   return size
 }
 
-const CLIENT_METHODS = ['get', 'gets', 'set', 'add', 'cas', 'del', 'touch', 'version']
+const CLIENT_METHODS = ['get', 'gets', 'set', 'add', 'cas', 'del', 'version']
 
 function isMemcachedLike (value: unknown): value is MemcachedLike {
   if (typeof value !== 'object' || value === null) return false
@@ -644,19 +639,8 @@ function isMemcachedLike (value: unknown): value is MemcachedLike {
   return CLIENT_METHODS.every((name) => typeof client[name] === 'function')
 }
 
-// The error constructors are typed by their message arguments only, so the cause is set after.
-function withCause<E extends Error> (error: E, cause: unknown): E {
-  error.cause = cause
-  return error
-}
-
+/** The package hands over a list when a command met several errors: the first one says it. */
 function messageOf (error: unknown): string {
-  // The package hands over a list when a command met several errors.
-  if (Array.isArray(error)) return error.length > 0 ? messageOf(error[0]) : 'unknown error'
-  if (error instanceof Error) {
-    if (error.message !== '') return error.message
-    if (error instanceof AggregateError && error.errors.length > 0) return messageOf(error.errors[0])
-    return error.name
-  }
-  return String(error)
+  if (Array.isArray(error)) return error.length > 0 ? messageOfError(error[0]) : 'unknown error'
+  return messageOfError(error)
 }

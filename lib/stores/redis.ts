@@ -1,13 +1,10 @@
 import { BasicClientSideCache, createClient, createSentinel, TimeoutError } from 'redis'
 import type { SessionStore } from '../store.js'
-import { COMPARE_AND_SET_SCRIPT, COMPARE_AND_SET_SHA, compareAndSetArguments, messageOf, withCause } from './shared.js'
+import { messageOf, withCause } from './shared.js'
 import {
-  FST_QUART_SESSION_BACKEND,
-  FST_QUART_SESSION_CONNECT,
-  FST_QUART_SESSION_CORRUPT_RECORD,
-  FST_QUART_SESSION_INVALID_OPTION,
-  FST_QUART_SESSION_TIMEOUT
-} from '../errors.js'
+  COMPARE_AND_SET_SCRIPT, COMPARE_AND_SET_SHA, compareAndSetArguments, ignoreError, readString, redisTimeout, RedisCommands, runCompareAndSet
+} from './redis-common.js'
+import { FST_QUART_SESSION_CONNECT, FST_QUART_SESSION_INVALID_OPTION } from '../errors.js'
 
 type ErrorListener = (error: Error) => void
 
@@ -28,9 +25,9 @@ export interface RedisLike {
   get (key: string): Promise<string | null>
   set (key: string, value: string, options?: { expiration?: { type: 'EX', value: number }, condition?: 'NX' }): Promise<unknown>
   del (key: string): Promise<unknown>
-  expire (key: string, seconds: number): Promise<unknown>
-  persist (key: string): Promise<unknown>
   type (key: string): Promise<unknown>
+  /** Milliseconds the key has left (-1: no expiry, -2: no key); asked only with the store's own cache. */
+  pTTL (key: string): Promise<number>
   evalSha (sha1: string, options: ScriptCall): Promise<unknown>
   eval (script: string, options: ScriptCall): Promise<unknown>
   on (event: 'error', listener: ErrorListener): unknown
@@ -53,9 +50,11 @@ export interface RedisStoreOptions {
   /**
    * Serve unchanged reads from a RESP3 client-side cache that Redis invalidates (the store's own
    * client only: a supplied client is used with whatever caching it was built with).
-   * `maxEntries` (default 10 000, least recently used evicted), `ttl` in milliseconds (0 = none).
+   * `maxEntries` (default 10 000) and `maxBytes` (default 64 MiB; not with `sentinel`) bound it, the
+   * oldest stored going first; `ttl` in milliseconds (0 = none) caps an entry's life on top of
+   * the key's own Redis TTL.
    */
-  clientSideCache?: { maxEntries?: number, ttl?: number }
+  clientSideCache?: { maxEntries?: number, maxBytes?: number, ttl?: number }
   /** Seconds one operation (and the boot connection) may take before it fails. Default 2. */
   timeout?: number
 }
@@ -63,15 +62,17 @@ export interface RedisStoreOptions {
 export const DEFAULT_REDIS_URI = 'redis://127.0.0.1:6379'
 
 const DEFAULT_CACHE_ENTRIES = 10_000
+export const DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+/** A record above this share of `maxBytes` is not cached: one session must not flush out all others. */
+export const CACHE_ENTRY_SHARE = 16
+/** What a cache entry costs beside its text: the map entry, the entry object, the key's slot. */
+const ENTRY_OVERHEAD = 128
 
+interface CacheConfig { maxEntries: number, maxBytes: number, ttl: number }
 
 // A dropped connection is retried quickly and often: recovery should follow the backend's return
 // within a second, and a refused connect on a live network costs next to nothing.
 const reconnectDelay = (retries: number): number => Math.min(50 * 2 ** retries, 1000)
-
-// Any 'error' is also surfaced to the caller of the failing operation; this listener exists so an
-// emitter without one does not crash the process.
-const ignoreError: ErrorListener = () => {}
 
 /**
  * The read cache of the store's own client with `clientSideCache`. node-redis's cache answers a
@@ -79,25 +80,44 @@ const ignoreError: ErrorListener = () => {}
  * server CPU than the round trip it saves; session records are immutable strings, so the store
  * keeps them itself, key by key. node-redis still turns tracking on and delivers Redis's
  * invalidation pushes here; its own copy of each reply is not kept.
+ *
+ * Redis sends the invalidation of an expired key only when its expiry reaches the key, which under
+ * load can take minutes, so an entry also ends when the key's own Redis TTL (read with the record)
+ * does. Bounded by entries and by bytes, counted as two per character: what V8 needs for text
+ * outside Latin-1, so the bound holds for any text.
  */
 class SessionReadCache extends BasicClientSideCache {
-  readonly #values = new Map<string, { value: string, expires: number }>()
+  readonly #values = new Map<string, { value: string, expires: number, bytes: number }>()
   /** Reads in flight: an invalidation that arrives before the reply is used drops the reply. */
   readonly #pending = new Map<string, object>()
   readonly #max: number
+  readonly #maxBytes: number
+  readonly #maxEntryBytes: number
   readonly #ttl: number
+  #bytes = 0
 
-  constructor (config: { maxEntries: number, ttl: number }) {
-    super({ ...config, evictPolicy: 'LRU', recordStats: false })
+  constructor (config: CacheConfig) {
+    super({ maxEntries: config.maxEntries, ttl: config.ttl, evictPolicy: 'LRU', recordStats: false })
     this.#max = config.maxEntries
+    this.#maxBytes = config.maxBytes
+    this.#maxEntryBytes = Math.floor(config.maxBytes / CACHE_ENTRY_SHARE)
     this.#ttl = config.ttl
+  }
+
+  /** Bytes the cached entries are counted as (for tests and diagnostics). */
+  get bytes (): number {
+    return this.#bytes
+  }
+
+  get entries (): number {
+    return this.#values.size
   }
 
   lookup (key: string): string | undefined {
     const entry = this.#values.get(key)
     if (entry === undefined) return undefined
     if (entry.expires !== 0 && entry.expires <= Date.now()) {
-      this.#values.delete(key)
+      this.#drop(key)
       return undefined
     }
     return entry.value
@@ -110,15 +130,32 @@ class SessionReadCache extends BasicClientSideCache {
     return token
   }
 
-  remember (key: string, token: object, value: string | undefined): void {
+  /**
+   * Keeps a GET reply. `ttlMs` is the key's PTTL, asked with it and `sentAt` when both were sent:
+   * the entry ends no later than Redis would end the key (-1, no expiry: only `ttl` applies).
+   */
+  remember (key: string, token: object, value: string | undefined, ttlMs: number, sentAt: number): void {
     if (this.#pending.get(key) !== token) return
     this.#pending.delete(key)
-    if (value === undefined) return
-    const values = this.#values
-    values.delete(key)
-    values.set(key, { value, expires: this.#ttl > 0 ? Date.now() + this.#ttl : 0 })
-    // Least recently stored first out: insertion order is Map iteration order.
-    if (values.size > this.#max) values.delete(values.keys().next().value as string)
+    if (value === undefined || ttlMs === -2 || ttlMs === 0) return
+    const bytes = 2 * (key.length + value.length) + ENTRY_OVERHEAD
+    if (bytes > this.#maxEntryBytes) return
+    let expires = this.#ttl > 0 ? sentAt + this.#ttl : 0
+    if (ttlMs > 0 && (expires === 0 || sentAt + ttlMs < expires)) expires = sentAt + ttlMs
+    this.#drop(key)
+    this.#values.set(key, { value, expires, bytes })
+    this.#bytes += bytes
+    // Oldest stored first out: insertion order is Map iteration order.
+    while (this.#values.size > this.#max || this.#bytes > this.#maxBytes) {
+      this.#drop(this.#values.keys().next().value as string)
+    }
+  }
+
+  #drop (key: string): void {
+    const entry = this.#values.get(key)
+    if (entry === undefined) return
+    this.#values.delete(key)
+    this.#bytes -= entry.bytes
   }
 
   override async handleCache (_client: unknown, parser: { preserve?: unknown }, fn: () => Promise<unknown>, transformReply?: (reply: any, preserve?: any, typeMapping?: any) => unknown, typeMapping?: unknown): Promise<any> {
@@ -132,21 +169,22 @@ class SessionReadCache extends BasicClientSideCache {
       return
     }
     const name = String(key)
-    this.#values.delete(name)
+    this.#drop(name)
     this.#pending.delete(name)
     super.invalidate(key as never)
   }
 
   override clear (resetStats?: boolean): void {
     this.#values.clear()
+    this.#bytes = 0
     this.#pending.clear()
     super.clear(resetStats)
   }
 }
 
 /**
- * Sessions in Redis: one `SET key value EX ttl` per write, `GET` per read, `DEL`, `EXPIRE`.
- * Keys arrive already prefixed by the core.
+ * Sessions in Redis: `GET` per read, `SET key value NX EX ttl` for a new session, one `EVALSHA`
+ * compare-and-set per change, `DEL`. Keys arrive already prefixed by the core.
  */
 export class RedisStore implements SessionStore {
   readonly timeout: number
@@ -154,19 +192,16 @@ export class RedisStore implements SessionStore {
   readonly #owned: OwnedClient | undefined
   /** Where errors say the backend is: the URI without its password, or a description. */
   readonly #where: string
-  readonly #timeoutMs: number
+  readonly #commands: RedisCommands
   /** The store's own read cache (clientSideCache on a client it created), or undefined. */
   readonly #cache: SessionReadCache | undefined
   #listening = false
 
   constructor (options: RedisStoreOptions = {}) {
     const { uri, client, sentinel } = options
-    const timeout = options.timeout ?? 2
-    if (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout <= 0) {
-      throw new FST_QUART_SESSION_INVALID_OPTION('timeout', 'must be a positive number of seconds')
-    }
-    this.timeout = timeout
-    this.#timeoutMs = Math.ceil(timeout * 1000)
+    this.timeout = redisTimeout(options.timeout)
+    // node-redis's own command timeout, when a supplied client has one, counts as the store's.
+    this.#commands = new RedisCommands(this.timeout, (error) => error instanceof TimeoutError)
     const cache = cacheConfig(options.clientSideCache)
 
     if (client !== undefined) {
@@ -189,34 +224,34 @@ export class RedisStore implements SessionStore {
     // Offline, a command fails at once instead of waiting in a queue for a reconnect.
     // node-redis's own per-command timeout (5 s unless set) costs an AbortSignal per command,
     // about a third of a round trip's CPU on Node 20, and bounds only the wait to be written,
-    // which disableOfflineQueue already ends: off. #run bounds the whole round trip instead.
-    const socket = { connectTimeout: this.#timeoutMs, reconnectStrategy: reconnectDelay }
+    // which disableOfflineQueue already ends: off. RedisCommands bounds the whole round trip instead.
+    const socket = { connectTimeout: this.#commands.ms, reconnectStrategy: reconnectDelay }
     const commandOptions = { timeout: 0 }
-    // Client-side caching rides on RESP3 invalidation pushes; without it RESP2 stays, the default.
-    let resp = cache === undefined ? {} : { RESP: 3 as const, clientSideCache: cache as object }
     let owned: OwnedClient
-    this.#cache = undefined
     if (sentinel !== undefined) {
       if (uri !== undefined) {
         throw new FST_QUART_SESSION_INVALID_OPTION('sentinel', 'give either "uri" or "sentinel", not both')
       }
+      if (options.clientSideCache?.maxBytes !== undefined) {
+        throw new FST_QUART_SESSION_INVALID_OPTION('clientSideCache.maxBytes', 'applies to "uri" only: with "sentinel", node-redis keeps the cache, bounded by maxEntries')
+      }
       const { name, nodes } = sentinelNodes(sentinel)
       this.#where = `Redis Sentinel master "${name}" via ${sentinel.nodes.join(', ')}`
+      this.#cache = undefined
+      // Client-side caching rides on RESP3 invalidation pushes; without it RESP2 stays, the default.
       owned = createSentinel({
         name,
         sentinelRootNodes: nodes,
         commandOptions,
         nodeClientOptions: { disableOfflineQueue: true, socket, ...(cache === undefined ? {} : { RESP: 3 as const }) },
         sentinelClientOptions: { socket },
-        ...resp
+        ...(cache === undefined ? {} : { RESP: 3 as const, clientSideCache: { maxEntries: cache.maxEntries, ttl: cache.ttl, evictPolicy: 'LRU' as const } })
       })
     } else {
       const url = uri ?? DEFAULT_REDIS_URI
       this.#where = redactUri(url)
-      if (cache !== undefined) {
-        this.#cache = new SessionReadCache(cache)
-        resp = { RESP: 3 as const, clientSideCache: this.#cache }
-      }
+      this.#cache = cache === undefined ? undefined : new SessionReadCache(cache)
+      const resp = this.#cache === undefined ? {} : { RESP: 3 as const, clientSideCache: this.#cache }
       owned = createClient({ url, disableOfflineQueue: true, commandOptions, socket, ...resp } as Parameters<typeof createClient>[0]) as unknown as OwnedClient
     }
     owned.on('error', ignoreError)
@@ -245,7 +280,7 @@ export class RedisStore implements SessionStore {
       await new Promise<void>((resolve, reject) => {
         onError = reject
         client.on('error', onError)
-        timer = setTimeout(() => reject(new Error(`no connection within ${this.timeout} s`)), this.#timeoutMs)
+        timer = setTimeout(() => reject(new Error(`no connection within ${this.timeout} s`)), this.#commands.ms)
         client.connect().then(() => resolve(), reject)
       })
     } catch (error) {
@@ -263,76 +298,55 @@ export class RedisStore implements SessionStore {
     return this.#cache?.lookup(key)
   }
 
+  /** The store's read cache, for tests and diagnostics: entries held and the bytes they count as. */
+  get cacheUsage (): { entries: number, bytes: number } | undefined {
+    const cache = this.#cache
+    return cache === undefined ? undefined : { entries: cache.entries, bytes: cache.bytes }
+  }
+
   async get (key: string): Promise<string | undefined> {
     const cache = this.#cache
-    let token: object | undefined
-    if (cache !== undefined) {
-      const cached = cache.lookup(key)
-      if (cached !== undefined) return cached
-      token = cache.reading(key)
+    if (cache === undefined) {
+      return await this.#commands.run('GET', () => this.#read(key)) ?? undefined
     }
-    let value: string | null
-    try {
-      value = await this.#run('GET', () => this.#client.get(key))
-    } catch (error) {
-      throw isWrongType(error) ? await this.#wrongType(key, error) : error
-    }
-    if (token !== undefined) (cache as SessionReadCache).remember(key, token, value ?? undefined)
+    const cached = cache.lookup(key)
+    if (cached !== undefined) return cached
+    const token = cache.reading(key)
+    const sentAt = Date.now()
+    // PTTL goes out with the GET (one write, one round trip), so the entry ends with the key.
+    const [value, ttlMs] = await this.#commands.run('GET', () => Promise.all([this.#read(key), this.#client.pTTL(key)]))
+    cache.remember(key, token, value ?? undefined, ttlMs, sentAt)
     return value ?? undefined
   }
 
+  #read (key: string): Promise<string | null> {
+    return readString(() => this.#client.get(key), () => this.#client.type(key))
+  }
+
   async set (key: string, value: string, ttlSeconds: number): Promise<void> {
-    await this.#run('SET', () => ttlSeconds > 0
+    await this.#commands.run('SET', () => ttlSeconds > 0
       ? this.#client.set(key, value, { expiration: { type: 'EX', value: ttlSeconds } })
       : this.#client.set(key, value))
   }
 
   async delete (key: string): Promise<void> {
-    await this.#run('DEL', () => this.#client.del(key))
-  }
-
-  /** `EXPIRE`; TTL 0 means no expiry, as in `set`, which is `PERSIST` in Redis. */
-  async touch (key: string, ttlSeconds: number): Promise<void> {
-    await this.#run(ttlSeconds > 0 ? 'EXPIRE' : 'PERSIST', () => ttlSeconds > 0
-      ? this.#client.expire(key, ttlSeconds)
-      : this.#client.persist(key))
+    await this.#commands.run('DEL', () => this.#client.del(key))
   }
 
   /**
    * One `EVALSHA` of a script that compares and writes in Redis itself, on the one key (so a
-   * cluster routes it like any other command). A Redis that does not know the script yet answers
-   * NOSCRIPT once; `EVAL` then runs it and leaves it cached there, all within one timeout.
+   * cluster routes it like any other command); a new session is a plain `SET NX`.
    */
   async compareAndSet (key: string, expected: string | undefined, value: string | undefined, ttlSeconds: number): Promise<boolean> {
     if (expected === undefined && value !== undefined) {
       // A new session: SET NX does it natively (a key of any type counts as present).
       const options = ttlSeconds > 0 ? { condition: 'NX' as const, expiration: { type: 'EX' as const, value: ttlSeconds } } : { condition: 'NX' as const }
-      return await this.#run('SET', () => this.#client.set(key, value, options)) !== null
+      return await this.#commands.run('SET', () => this.#client.set(key, value, options)) !== null
     }
-    const call: ScriptCall = {
-      keys: [key],
-      arguments: compareAndSetArguments(expected, value, ttlSeconds)
-    }
-    return await this.#run('EVALSHA', () => this.#compareAndSet(call)) === 1
-  }
-
-  async #compareAndSet (call: ScriptCall): Promise<unknown> {
-    try {
-      return await this.#client.evalSha(COMPARE_AND_SET_SHA, call)
-    } catch (error) {
-      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error
-      return await this.#client.eval(COMPARE_AND_SET_SCRIPT, call)
-    }
-  }
-
-  /**
-   * A key of another type (a hash someone wrote under a session key) is not a backend failure:
-   * retrying cannot help. It is reported as a corrupt record, which the core answers with a fresh
-   * session, instead of a 503 on every request that carries the cookie.
-   */
-  async #wrongType (key: string, error: Error): Promise<Error> {
-    const type = await this.#run('TYPE', () => this.#client.type(key)).then(String, () => 'value of another type')
-    return withCause(new FST_QUART_SESSION_CORRUPT_RECORD(`the key holds a Redis ${type}, not a string`), error.cause)
+    const call: ScriptCall = { keys: [key], arguments: compareAndSetArguments(expected, value, ttlSeconds) }
+    return await this.#commands.run('EVALSHA', () => runCompareAndSet(
+      () => this.#client.evalSha(COMPARE_AND_SET_SHA, call),
+      () => this.#client.eval(COMPARE_AND_SET_SCRIPT, call)))
   }
 
   /** Closes the client the store created; a supplied client is left open for its owner. */
@@ -348,57 +362,37 @@ export class RedisStore implements SessionStore {
     let timer: NodeJS.Timeout | undefined
     const closed = await Promise.race([
       owned.close().then(() => true, () => false),
-      new Promise<boolean>((resolve) => { timer = setTimeout(resolve, this.#timeoutMs, false) })
+      new Promise<boolean>((resolve) => { timer = setTimeout(resolve, this.#commands.ms, false) })
     ])
     clearTimeout(timer)
     if (!closed) owned.destroy()
-  }
-
-  #run<T> (command: string, send: () => Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      // The reply wait is bounded here: node-redis stops timing a command once it is written, so a
-      // Redis that accepts the connection but does not answer would otherwise hang the request.
-      const timer = setTimeout(() => reject(new FST_QUART_SESSION_TIMEOUT(`Redis ${command}`, this.timeout)), this.#timeoutMs)
-      let pending: Promise<T>
-      try {
-        pending = send()
-      } catch (error) {
-        pending = Promise.reject(error)
-      }
-      pending.then((value) => {
-        clearTimeout(timer)
-        resolve(value)
-      }, (error: unknown) => {
-        clearTimeout(timer)
-        reject(isTimeout(error)
-          ? withCause(new FST_QUART_SESSION_TIMEOUT(`Redis ${command}`, this.timeout), error)
-          : withCause(new FST_QUART_SESSION_BACKEND(`Redis ${command}`), error))
-      })
-    })
   }
 }
 
 function isRedisLike (value: unknown): value is RedisLike {
   if (typeof value !== 'object' || value === null) return false
   const client = value as Record<string, unknown>
-  return ['connect', 'destroy', 'get', 'set', 'del', 'expire', 'persist', 'type', 'evalSha', 'eval', 'on', 'off']
+  return ['connect', 'destroy', 'get', 'set', 'del', 'type', 'pTTL', 'evalSha', 'eval', 'on', 'off']
     .every((name) => typeof client[name] === 'function')
 }
 
-/** node-redis's `clientSideCache` settings from the store's, or undefined when caching is off. */
-function cacheConfig (options: RedisStoreOptions['clientSideCache']): { maxEntries: number, ttl: number, evictPolicy: 'LRU' } | undefined {
+/** The cache's settings from the store's options, or undefined when caching is off. */
+function cacheConfig (options: RedisStoreOptions['clientSideCache']): CacheConfig | undefined {
   if (options === undefined) return undefined
   if (typeof options !== 'object' || options === null) {
-    throw new FST_QUART_SESSION_INVALID_OPTION('clientSideCache', 'must be { maxEntries?, ttl? }')
+    throw new FST_QUART_SESSION_INVALID_OPTION('clientSideCache', 'must be { maxEntries?, maxBytes?, ttl? }')
   }
-  const { maxEntries = DEFAULT_CACHE_ENTRIES, ttl = 0 } = options
+  const { maxEntries = DEFAULT_CACHE_ENTRIES, maxBytes = DEFAULT_CACHE_BYTES, ttl = 0 } = options
   if (!Number.isSafeInteger(maxEntries) || maxEntries < 1) {
     throw new FST_QUART_SESSION_INVALID_OPTION('clientSideCache.maxEntries', 'must be a whole number above 0')
+  }
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) {
+    throw new FST_QUART_SESSION_INVALID_OPTION('clientSideCache.maxBytes', 'must be a whole number of bytes above 0')
   }
   if (!Number.isSafeInteger(ttl) || ttl < 0) {
     throw new FST_QUART_SESSION_INVALID_OPTION('clientSideCache.ttl', 'must be whole milliseconds, 0 or more')
   }
-  return { maxEntries, ttl, evictPolicy: 'LRU' }
+  return { maxEntries, maxBytes, ttl }
 }
 
 /** `{ name, nodes: ['host:port'] }` as node-redis wants it: `sentinelRootNodes: [{ host, port }]`. */
@@ -420,12 +414,6 @@ function sentinelNodes (sentinel: { name: string, nodes: string[] }): { name: st
   return { name: sentinel.name, nodes }
 }
 
-/** A GET on a key of another type: the client's error reply is the cause of the store's error. */
-function isWrongType (error: unknown): error is Error {
-  const cause = (error as { cause?: unknown } | undefined)?.cause
-  return cause instanceof Error && cause.message.startsWith('WRONGTYPE')
-}
-
 /** The URI as errors may show it: the password is dropped, the rest is kept for diagnosis. */
 export function redactUri (uri: string): string {
   let url: URL
@@ -440,8 +428,3 @@ export function redactUri (uri: string): string {
   url.password = ''
   return url.href
 }
-
-function isTimeout (error: unknown): boolean {
-  return error instanceof TimeoutError
-}
-

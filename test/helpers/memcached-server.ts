@@ -64,7 +64,7 @@ export async function rawCommand (port: number, command: string): Promise<string
       socket.on('error', (error) => { clearTimeout(timer); reject(error) })
       socket.on('data', (chunk: string) => {
         reply += chunk
-        if (/(^|\r\n)(END|EN|HD[^\r]*|ERROR|CLIENT_ERROR [^\r]*|SERVER_ERROR [^\r]*|VERSION [^\r]*)\r\n$/.test(reply)) {
+        if (/(^|\r\n)(END|EN|STORED|HD[^\r]*|ERROR|CLIENT_ERROR [^\r]*|SERVER_ERROR [^\r]*|VERSION [^\r]*)\r\n$/.test(reply)) {
           clearTimeout(timer)
           resolve(reply)
         }
@@ -74,6 +74,15 @@ export async function rawCommand (port: number, command: string): Promise<string
   } finally {
     socket.destroy()
   }
+}
+
+/**
+ * Stores `value` under `key` with the given item flags, as another client would (the `memcached`
+ * package decodes flags 2 as JSON, 4 as binary, 8 as a number). Rejects unless the server says STORED.
+ */
+export async function rawSet (port: number, key: string, flags: number, value: string, ttl = 600): Promise<void> {
+  const reply = await rawCommand(port, `set ${key} ${flags} ${ttl} ${Buffer.byteLength(value)}\r\n${value}`)
+  if (reply !== 'STORED\r\n') throw new Error(`unexpected reply to set: ${JSON.stringify(reply)}`)
 }
 
 /**

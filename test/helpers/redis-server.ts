@@ -50,12 +50,16 @@ export async function redisCli (port: number, ...args: string[]): Promise<string
   return stdout.trim()
 }
 
-export async function startRedis (): Promise<RedisServer> {
+/**
+ * `args`: more redis-server arguments, e.g. `['--enable-debug-command', 'local']` for a test that
+ * switches active expiry off (`DEBUG SET-ACTIVE-EXPIRE 0`).
+ */
+export async function startRedis (args: string[] = []): Promise<RedisServer> {
   const dir = await mkdtemp(join(tmpdir(), 'quart-session-redis-'))
   const server = await startOnFreePort(async (port, mayFail) => {
     // stop() removes it; a restart makes it again.
     await mkdir(dir, { recursive: true })
-    return await launchRedis(port, dir, [], mayFail)
+    return await launchRedis(port, dir, args, mayFail)
   })
   return {
     port: server.port,
