@@ -1,6 +1,9 @@
 // Racing requests over real HTTP, on every backend: concurrent writers of distinct keys keep all
-// their keys, the later of two writers of one key wins with a whole value, and destroy() is
-// final for requests that loaded the session before it.
+// their keys, a nested value mutated in place by parallel requests keeps every change, update()
+// is an atomic read-modify-write, the later of two set()s of one key wins with a whole value, and
+// destroy() is final for requests that loaded the session before it. Each suite runs against two
+// app instances on one backend too, so saves also race across instances (compare-and-set and merge),
+// not only inside one (the per-key write queue).
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -18,6 +21,7 @@ import { startRedis, startRedisCluster, type RedisServer, type RedisClusterServe
 import { startMemcached, type MemcachedServer } from './helpers/memcached-server.js'
 
 const WRITERS = 50
+const CART = 20
 
 interface Running {
   app: FastifyInstance
@@ -46,7 +50,25 @@ async function start (options: QuartSessionOptions): Promise<Running> {
   }
   const key = (name: string): 'values' => name as 'values'
 
-  app.post('/login', async (request) => { request.session.set('user', { id: 'u1', name: 'Ada' }); return 'ok' })
+  app.post('/login', async (request) => {
+    request.session.set('user', { id: 'u1', name: 'Ada' })
+    request.session.set('cart', { items: ['first'], owner: 'u1' })
+    return 'ok'
+  })
+  app.post('/cart/:i', async (request) => {
+    const { i } = request.params as { i: string }
+    const delay = Number((request.query as { delay?: string }).delay ?? 0)
+    if (delay > 0) await sleep(delay)
+    // The README's example: a nested value mutated in place, no set().
+    ;(request.session.get('cart') as { items: unknown[] }).items.push(Number(i))
+    return 'ok'
+  })
+  app.post('/visit', async (request) => {
+    const delay = Number((request.query as { delay?: string }).delay ?? 0)
+    if (delay > 0) await sleep(delay)
+    const n = await request.session.update('visits', (v) => ((v as number | undefined) ?? 0) + 1)
+    return { n }
+  })
   app.post('/mark/:i', async (request) => {
     const { i } = request.params as { i: string }
     const delay = Number((request.query as { delay?: string }).delay ?? 0)
@@ -115,8 +137,14 @@ async function login (running: Running): Promise<string> {
 function raceSuite (name: string, options: () => QuartSessionOptions): void {
   describe(`racing requests: ${name}`, () => {
     let running: Running
-    before(async () => { running = await start(options()) })
-    after(async () => { await running.app.close() })
+    // A second app instance on the same backend, as a second process would be.
+    let second: Running
+    before(async () => {
+      const shared = options()
+      running = await start(shared)
+      second = await start(shared)
+    })
+    after(async () => { await Promise.all([running.app.close(), second.app.close()]) })
 
     it(`${WRITERS} concurrent requests on one session, each setting its own key: all ${WRITERS} keys stored`, async () => {
       const c = await login(running)
@@ -125,6 +153,34 @@ function raceSuite (name: string, options: () => QuartSessionOptions): void {
       const { data } = await dataOf(running, c)
       for (let i = 0; i < WRITERS; i++) assert.equal(data[`k${i}`], i, `key k${i} lost`)
       assert.deepEqual(data.user, { id: 'u1', name: 'Ada' })
+    })
+
+    it(`${CART} parallel requests pushing onto one nested array (cart.items.push): every item kept, on one instance and across two`, async () => {
+      for (const target of [running, second]) {
+        const c = await login(running)
+        const responses = await Promise.all(Array.from({ length: CART }, async (_, i) =>
+          await post(`${(i % 2 === 0 ? running : target).url}/cart/${i}?delay=${Math.floor(Math.random() * 10)}`, c)))
+        for (const response of responses) assert.equal(response.status, 200, await response.text())
+        const { data } = await dataOf(running, c)
+        const cart = data.cart as { items: unknown[], owner: string }
+        assert.equal(cart.owner, 'u1')
+        assert.deepEqual([...cart.items].sort(), ['first', ...Array.from({ length: CART }, (_, i) => i)].sort(), `items of ${target === running ? 'one instance' : 'two instances'}`)
+      }
+    })
+
+    it(`${WRITERS} parallel update('visits', v => v + 1): ends at ${WRITERS}, and the handlers got 1..${WRITERS} once each`, async () => {
+      for (const target of [running, second]) {
+        const c = await login(running)
+        const responses = await Promise.all(Array.from({ length: WRITERS }, async (_, i) =>
+          await post(`${(i % 2 === 0 ? running : target).url}/visit?delay=${Math.floor(Math.random() * 10)}`, c)))
+        const seen: number[] = []
+        for (const response of responses) {
+          assert.equal(response.status, 200)
+          seen.push((await response.json() as { n: number }).n)
+        }
+        assert.deepEqual(seen.sort((a, b) => a - b), Array.from({ length: WRITERS }, (_, i) => i + 1))
+        assert.equal((await dataOf(running, c)).data.visits, WRITERS)
+      }
     })
 
     it('the same with random handler delays', async () => {
@@ -183,7 +239,7 @@ function raceSuite (name: string, options: () => QuartSessionOptions): void {
   })
 }
 
-raceSuite('memory', () => ({}))
+raceSuite('memory', () => ({ store: new MemoryStore() }))
 
 /** A custom store with only get/set/delete: the last write wins, but a destroyed session stays destroyed. */
 class PlainStore implements SessionStore {
