@@ -1,10 +1,6 @@
 import type { SessionStore } from './store.js'
-import {
-  FST_QUART_SESSION_BACKEND,
-  FST_QUART_SESSION_CONNECT,
-  FST_QUART_SESSION_INVALID_ARGUMENT,
-  FST_QUART_SESSION_TIMEOUT
-} from './errors.js'
+import { FST_QUART_SESSION_CONNECT, FST_QUART_SESSION_INVALID_ARGUMENT } from './errors.js'
+import { bounded, messageOf, seconds, type Bound } from './stores/shared.js'
 
 /** A Node callback as express-session stores call it: a falsy `err` is success. */
 export type ConnectCallback<T = unknown> = (err?: unknown, value?: T) => void
@@ -18,7 +14,6 @@ export interface ConnectStoreLike {
   get (sid: string, callback: (err: any, session?: any) => void): unknown
   set (sid: string, session: object, callback?: (err?: any) => void): unknown
   destroy (sid: string, callback?: (err?: any) => void): unknown
-  touch? (sid: string, session: object, callback?: (err?: any) => void): unknown
 }
 
 export interface ConnectStoreOptions {
@@ -56,49 +51,40 @@ const PROBE_KEY = 'fastify-quart-session:ready-probe'
 
 /**
  * Makes an express-session/connect store a `SessionStore`. The store keeps its own key prefix
- * (connect-redis adds `sess:` to our `session:<id>` keys). It has no compare-and-set, so
- * concurrent saves of one session are last-write-wins. The store is the caller's: it is never closed.
+ * (connect-redis adds `sess:` to our keys). It has no compare-and-set, so concurrent saves of one
+ * session are last-write-wins. The store is the caller's: it is never closed.
  */
 export function connectStore (store: ConnectStoreLike, options: ConnectStoreOptions = {}): SessionStore {
   checkStore(store)
-  const timeout = options.timeout ?? 2
-  if (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout <= 0) {
-    throw new FST_QUART_SESSION_INVALID_ARGUMENT('timeout', 'must be a positive number of seconds')
-  }
-  const call = caller(timeout)
+  const timeout = seconds(options.timeout, 2, 'timeout')
+  const bound = (method: string): Bound => ({ operation: `connect store ${method}`, seconds: timeout, ms: Math.ceil(timeout * 1000) })
+  const get = bound('get')
+  const set = bound('set')
+  const destroy = bound('destroy')
+  const read = async (key: string): Promise<string | undefined> =>
+    valueOf(await bounded(get, async () => await missingIsNothing(callback((done) => store.get(key, done)))))
 
-  const adapter: SessionStore = {
-    async get (key) {
-      const session = await call<unknown>('get', (done) => store.get(key, done))
-      return valueOf(session)
-    },
+  return {
+    get: read,
     async set (key, value, ttlSeconds) {
-      await call('set', (done) => store.set(key, record(value, ttlSeconds), done))
+      await bounded(set, async () => { await callback((done) => store.set(key, record(value, ttlSeconds), done)) })
     },
     async delete (key) {
-      await call('destroy', (done) => store.destroy(key, done))
+      await bounded(destroy, async () => { await missingIsNothing(callback((done) => store.destroy(key, done))) })
     },
     async ready () {
       try {
-        await call('get', (done) => store.get(PROBE_KEY, done))
+        await read(PROBE_KEY)
       } catch (error) {
         const reason = (error as { code?: unknown }).code === 'FST_QUART_SESSION_TIMEOUT'
           ? `no answer within ${timeout} s`
-          : messageOf(error)
+          : messageOf((error as { cause?: unknown }).cause ?? error)
         const failure = new FST_QUART_SESSION_CONNECT('the connect store', reason)
         failure.cause = error
         throw failure
       }
     }
   }
-  const touch = store.touch
-  if (typeof touch === 'function') {
-    // The store's touch restarts the expiry without rewriting the value; it only reads `cookie`.
-    adapter.touch = async (key, ttlSeconds) => {
-      await call('touch', (done) => touch.call(store, key, { cookie: cookieFor(ttlSeconds) }, done))
-    }
-  }
-  return adapter
 }
 
 function checkStore (store: unknown): asserts store is ConnectStoreLike {
@@ -131,63 +117,37 @@ function valueOf (session: unknown): string | undefined {
   return typeof value === 'string' ? value : undefined
 }
 
+/**
+ * session-file-store reports a session that has no file as an `ENOENT` error, and express-session
+ * and @fastify/session take that code as "no session". Only that code, and only from `get` and
+ * `destroy`: from `set` it means the store's directory is gone, a real failure.
+ */
+async function missingIsNothing<T> (pending: Promise<T>): Promise<T | undefined> {
+  try {
+    return await pending
+  } catch (error) {
+    if ((error as { code?: unknown } | null)?.code === 'ENOENT') return undefined
+    throw error
+  }
+}
+
 type Invoke = (done: ConnectCallback<any>) => unknown
 
 /**
- * Turns one callback call into a promise that settles exactly once: on the callback, on a
- * synchronous throw, on a rejected promise the method returns (connect-redis's methods are async),
- * or on the timeout, so a store that never calls back cannot hang a request.
+ * One callback call as a promise. It settles once, on whichever comes first: the callback (a
+ * falsy `err` is success, as in express-session), a synchronous throw, or the rejection of a
+ * promise the method returns (connect-redis's methods are async). `bounded` adds the timeout.
  */
-function caller (timeout: number) {
-  const timeoutMs = Math.ceil(timeout * 1000)
-  return async function call<T> (method: string, invoke: Invoke): Promise<T> {
-    const operation = `connect store ${method}`
-    return await new Promise<T>((resolve, reject) => {
-      let settled = false
-      const fail = (error: unknown): void => {
-        if (settled) return
-        settled = true
-        clearTimeout(timer)
-        reject(withCause(new FST_QUART_SESSION_BACKEND(operation), error))
-      }
-      const timer = setTimeout(() => {
-        if (settled) return
-        settled = true
-        reject(new FST_QUART_SESSION_TIMEOUT(operation, timeout))
-      }, timeoutMs)
-      const done: ConnectCallback<T> = (err, value) => {
-        if (err) return fail(err)
-        if (settled) return
-        settled = true
-        clearTimeout(timer)
-        resolve(value as T)
-      }
-      try {
-        const returned = invoke(done)
-        if (isThenable(returned)) returned.then(undefined, fail)
-      } catch (error) {
-        fail(error)
-      }
+async function callback<T> (invoke: Invoke): Promise<T> {
+  return await new Promise<T>((resolve, reject) => {
+    const returned = invoke((err, value) => {
+      if (err) reject(err)
+      else resolve(value as T)
     })
-  }
+    if (isThenable(returned)) returned.then(undefined, reject)
+  })
 }
 
 function isThenable (value: unknown): value is PromiseLike<unknown> {
   return typeof (value as { then?: unknown } | null)?.then === 'function'
-}
-
-// The error constructors are typed by their message arguments only, so the cause is set after.
-function withCause<E extends Error> (error: E, cause: unknown): E {
-  error.cause = cause
-  return error
-}
-
-function messageOf (error: unknown): string {
-  const cause = (error as { cause?: unknown }).cause ?? error
-  if (cause instanceof Error) {
-    if (cause.message !== '') return cause.message
-    if (cause instanceof AggregateError && cause.errors.length > 0) return messageOf(cause.errors[0])
-    return cause.name
-  }
-  return String(cause)
 }

@@ -2,7 +2,13 @@
  * The adapter contract. An adapter stores strings under keys with a time to live; it knows
  * nothing about sessions, cookies or serialization: the core owns all of that.
  *
- * Every adapter runs the shared contract suite in `test/contract.ts`.
+ * Every adapter runs the contract suite in `lib/contract.ts` (published as
+ * `fastify-quart-session/contract`): the basic and TTL suites, and one suite for each optional
+ * capability it has (`compareAndSet`, `getLocal`).
+ *
+ * There is no `touch`: the core restarts a record's lifetime by writing the record again (with its
+ * new `touched` time, which the core checks on every read), so a TTL-only refresh would leave the
+ * stored lifetime and the record's own out of step.
  */
 export interface SessionStore {
   /**
@@ -18,11 +24,6 @@ export interface SessionStore {
   set (key: string, value: string, ttlSeconds: number): Promise<void>
   /** Remove `key`. Removing a missing key is not an error. */
   delete (key: string): Promise<void>
-  /**
-   * Optional: restart the TTL of an existing entry without sending its value again
-   * (`ttlSeconds` as in `set`). Missing keys are ignored. Without it the core re-`set`s.
-   */
-  touch? (key: string, ttlSeconds: number): Promise<void>
   /**
    * Optional, and what makes concurrent saves lossless (without it the last write wins): in one
    * atomic step, if the value stored under `key` is exactly `expected` (`undefined`: no live entry),

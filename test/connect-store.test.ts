@@ -1,10 +1,17 @@
 // connectStore: express-session/connect stores as backends. The shared contract against
 // connect-redis 9 on a real redis-server, connect-pg-simple on a real PostgreSQL and
 // express-session's MemoryStore; what the wrapper hands those stores; its error and timeout
-// paths; and the plugin end to end on PostgreSQL and Redis.
+// paths; and the plugin end to end on PostgreSQL, Redis, session-file-store (which reports a
+// missing session as ENOENT) and @fastify/session's MemoryStore (which has no TTLs).
+import * as runner from 'node:test'
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
+import { createRequire } from 'node:module'
+import { mkdtemp, readdir, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance } from 'fastify'
 import cookie from '@fastify/cookie'
 import session from 'express-session'
@@ -14,15 +21,22 @@ import { createClient } from 'redis'
 import pg from 'pg'
 import './helpers/session-data.js'
 import { storeContract } from './contract.js'
-import quartSession, { type SessionStore } from '../lib/index.js'
+import quartSession, { type QuartSessionOptions, type SessionStore } from '../lib/index.js'
+import { MemoryStore } from '../lib/stores/memory.js'
 import { connectStore, CONNECT_NO_EXPIRY_SECONDS, type ConnectStoreLike } from '../lib/connect.js'
-import { sessionOf } from './helpers/app.js'
+import { sessionOf, SECRET } from './helpers/app.js'
 import { freePort } from './helpers/ports.js'
 import { startRedis, type RedisServer } from './helpers/redis-server.js'
 import { startPostgres, type PostgresServer } from './helpers/postgres.js'
 import { sessionKey } from './helpers/keys.js'
 
 const PgStore = connectPgSimple(session)
+// Both are CommonJS and loaded as their users load them. @fastify/session through require() also
+// keeps its type augmentation of FastifyRequest out of this program.
+const require = createRequire(import.meta.url)
+type StoreClass = new (options?: object) => ConnectStoreLike
+const FileStore = require('session-file-store')(session) as StoreClass
+const FastifySessionMemoryStore = (require('@fastify/session') as { MemoryStore: new () => ConnectStoreLike & { store: Map<string, unknown> } }).MemoryStore
 const TEN_YEARS = 10 * 365 * 24 * 60 * 60
 const key = (name: string): string => `session:${randomUUID()}:${name}`
 
@@ -51,32 +65,42 @@ async function redisClient (): Promise<Redis> {
 }
 
 describe('connectStore contract', () => {
+  // A fresh store per test, on one client and one pool: they are the test's, never the store's.
   let redis: Redis
-  let pool: pg.Pool
+  let postgres: ReturnType<typeof pgStore>
+  before(async () => {
+    redis = await redisClient()
+    postgres = pgStore()
+  })
+  after(async () => {
+    await redis.close()
+    await postgres.pool.end()
+  })
 
-  storeContract('connect-redis 9 on redis-server', {
+  storeContract({
+    name: 'connect-redis 9 on redis-server',
+    runner,
     async create () {
-      redis = await redisClient()
       const store = connectStore(new RedisStore({ client: redis }))
       await store.ready!()
       return store
-    },
-    async destroy () { await redis.close() }
+    }
   })
 
-  storeContract('connect-pg-simple on PostgreSQL', {
+  storeContract({
+    name: 'connect-pg-simple on PostgreSQL',
+    runner,
     async create () {
-      const made = pgStore()
-      pool = made.pool
-      const store = connectStore(made.store)
+      const store = connectStore(new PgStore({ pool: postgres.pool, createTableIfMissing: true, pruneSessionInterval: false }))
       await store.ready!()
       return store
-    },
-    async destroy () { await pool.end() }
+    }
   })
 
-  storeContract('express-session MemoryStore', {
-    async create () { return connectStore(new session.MemoryStore()) }
+  storeContract({
+    name: 'express-session MemoryStore',
+    runner,
+    create: () => connectStore(new session.MemoryStore())
   })
 })
 
@@ -114,16 +138,6 @@ describe('connectStore with connect-pg-simple: the rows in PostgreSQL', () => {
     const left = (await row(k))!.expire - Date.now() / 1000
     assert.ok(left > TEN_YEARS - 60 && left <= TEN_YEARS + 1, `expires in ${left} s`)
     assert.equal(CONNECT_NO_EXPIRY_SECONDS, TEN_YEARS)
-  })
-
-  it('touch moves the expiry with the store\'s touch, leaving the value alone', async () => {
-    const k = key('touch')
-    await store.set(k, 'value', 60)
-    await store.touch!(k, 7200)
-    const found = (await row(k))!
-    assert.equal(found.sess.v, 'value')
-    const left = found.expire - Date.now() / 1000
-    assert.ok(left > 7190 && left <= 7201, `expires in ${left} s`)
   })
 
   it('delete removes the row', async () => {
@@ -166,14 +180,6 @@ describe('connectStore with connect-redis: the keys in Redis', () => {
     const ttl = await redis.ttl(`sess:${k}`)
     assert.ok(ttl >= TEN_YEARS - 60 && ttl <= TEN_YEARS, `TTL ${ttl}`)
   })
-
-  it('touch is connect-redis\'s EXPIRE', async () => {
-    const k = key('redis-touch')
-    await store.set(k, 'text', 60)
-    await store.touch!(k, 7200)
-    const ttl = await redis.ttl(`sess:${k}`)
-    assert.ok(ttl >= 7199 && ttl <= 7200, `TTL ${ttl}`)
-  })
 })
 
 /** A store whose every method does what `behave` says: the odd stores users meet. */
@@ -208,7 +214,7 @@ describe('connectStore error paths', () => {
     assert.equal(await store.get('session:sync'), 'value')
     await store.delete('session:sync')
     assert.equal(await store.get('session:sync'), undefined)
-    assert.equal(store.touch, undefined, 'no touch where the store has none: the core re-sets')
+    assert.equal(store.compareAndSet, undefined, 'no compare-and-set: the last write wins')
   })
 
   it('an error from the callback, a throw and a rejected promise fail with FST_QUART_SESSION_BACKEND, the cause kept', async () => {
@@ -237,10 +243,31 @@ describe('connectStore error paths', () => {
     assert.equal(await store.get('session:x'), 'first')
   })
 
+  it('ENOENT from get is a miss and from destroy is done (session-file-store\'s "no such session")', async () => {
+    const enoent = (): Error => Object.assign(new Error('ENOENT: no such file or directory, open \'sessions/x.json\''), { code: 'ENOENT' })
+    const store = connectStore(oddStore((callback) => { callback(enoent()) }))
+    assert.equal(await store.get('session:missing'), undefined)
+    await store.delete('session:missing')
+    await store.ready!()
+  })
+
+  it('ENOENT from set, and any other code from get, is still a failure', async () => {
+    const failing = (code: string) => (callback: (err?: unknown) => void): void => { callback(Object.assign(new Error(`${code} (test)`), { code })) }
+    await assert.rejects(connectStore(oddStore(failing('ENOENT'))).set('session:x', 'v', 60), { code: 'FST_QUART_SESSION_BACKEND' })
+    for (const code of ['EACCES', 'EMFILE', 'ENOTDIR']) {
+      const store = connectStore(oddStore(failing(code)))
+      await assert.rejects(store.get('session:x'), { code: 'FST_QUART_SESSION_BACKEND' })
+      await assert.rejects(store.delete('session:x'), { code: 'FST_QUART_SESSION_BACKEND' })
+      await assert.rejects(store.ready!(), { code: 'FST_QUART_SESSION_CONNECT', message: new RegExp(code) })
+    }
+  })
+
   it('refuses what is not an express-session store', () => {
     assert.throws(() => connectStore({ get () {}, set () {} } as unknown as ConnectStoreLike),
       { code: 'FST_QUART_SESSION_INVALID_ARGUMENT', message: /destroy\(\) is missing/ })
-    assert.throws(() => connectStore(oddStore(() => {}), { timeout: 0 }), { code: 'FST_QUART_SESSION_INVALID_ARGUMENT' })
+    // The timeout is checked as every adapter's duration option is.
+    assert.throws(() => connectStore(oddStore(() => {}), { timeout: 0 }), { code: 'FST_QUART_SESSION_INVALID_OPTION', message: /"timeout"/ })
+    assert.throws(() => connectStore(oddStore(() => {}), { timeout: '2' as unknown as number }), { code: 'FST_QUART_SESSION_INVALID_OPTION' })
   })
 
   it('PostgreSQL that is not there: ready() fails with FST_QUART_SESSION_CONNECT, get with FST_QUART_SESSION_BACKEND', async () => {
@@ -320,6 +347,112 @@ describe('plugin with connectStore', () => {
     } finally {
       await app.close()
       await redis.close()
+    }
+  })
+})
+
+/** The store key of a signed cookie's session: the id is what comes before the signature. */
+const keyOfSigned = (value: string): string => sessionKey(value.slice(0, value.indexOf('.')))
+
+/** The routes of a login flow, as an app on @fastify/session writes them. */
+async function loginApp (options: QuartSessionOptions): Promise<FastifyInstance> {
+  const app = Fastify()
+  await app.register(cookie)
+  await app.register(quartSession, { secret: SECRET, ...options })
+  app.post('/login', async (request) => {
+    request.session.set('user', { id: '42', name: 'Ada' })
+    return 'welcome'
+  })
+  app.get('/whoami', async (request) => request.session.get('user')?.name ?? 'nobody')
+  app.post('/logout', async (request) => {
+    await request.session.destroy()
+    return 'bye'
+  })
+  app.get('/set', async (request) => {
+    request.session.set('foo', 'bar')
+    return 'set'
+  })
+  app.get('/read', async (request) => request.session.get('foo') ?? 'none')
+  await app.ready()
+  return app
+}
+
+describe('plugin with session-file-store (a missing session is an ENOENT error)', () => {
+  let directory: string
+  before(async () => { directory = await mkdtemp(join(tmpdir(), 'quart-session-file-store-')) })
+  after(async () => { await rm(directory, { recursive: true, force: true }) })
+
+  // The store's defaults (five retries of a missing file, then ENOENT), bar its log and reap timer.
+  const fileStore = (): ConnectStoreLike => new FileStore({ path: directory, logFn: () => {}, reapInterval: -1 })
+  const files = async (): Promise<string[]> => (await readdir(directory)).filter((name) => name.endsWith('.json'))
+
+  it('starts: ready() passes although the boot probe finds no file', async () => {
+    const app = await loginApp({ store: connectStore(fileStore()) })
+    await app.close()
+  })
+
+  it('logs in, reads back, logs out; the old cookie then gets a fresh session', async () => {
+    const app = await loginApp({ store: connectStore(fileStore()) })
+    try {
+      const login = await app.inject({ method: 'POST', url: '/login' })
+      assert.equal(login.statusCode, 200)
+      const { cookie, id } = sessionOf(login)
+      assert.ok((await files()).includes(`${keyOfSigned(id)}.json`), 'the session is a file named by its store key')
+
+      const whoami = await app.inject({ url: '/whoami', headers: { cookie } })
+      assert.equal(whoami.statusCode, 200)
+      assert.equal(whoami.body, 'Ada')
+
+      const logout = await app.inject({ method: 'POST', url: '/logout', headers: { cookie } })
+      assert.equal(logout.statusCode, 200)
+      assert.ok(!(await files()).includes(`${keyOfSigned(id)}.json`), 'logout removed the file')
+
+      const after = await app.inject({ url: '/whoami', headers: { cookie } })
+      assert.equal(after.statusCode, 200, 'a cookie whose file is gone is no 503')
+      assert.equal(after.body, 'nobody')
+    } finally {
+      await app.close()
+    }
+  })
+
+  it('a signed cookie the store never saw gets a fresh session that works', async () => {
+    // Same secret, another store: its cookie is genuine but unknown to the file store.
+    const elsewhere = await loginApp({ store: new MemoryStore() })
+    const app = await loginApp({ store: connectStore(fileStore()) })
+    try {
+      const { cookie: unknown } = sessionOf(await elsewhere.inject({ method: 'POST', url: '/login' }))
+      const first = await app.inject({ url: '/whoami', headers: { cookie: unknown } })
+      assert.equal(first.statusCode, 200)
+      assert.equal(first.body, 'nobody')
+
+      const login = await app.inject({ method: 'POST', url: '/login', headers: { cookie: unknown } })
+      assert.equal(login.statusCode, 200)
+      const { cookie } = sessionOf(login)
+      assert.equal((await app.inject({ url: '/whoami', headers: { cookie } })).body, 'Ada')
+    } finally {
+      await app.close()
+      await elsewhere.close()
+    }
+  })
+})
+
+describe('plugin with @fastify/session\'s MemoryStore (a store without TTLs)', () => {
+  it('refuses a session 2 s after its 1 s lifetime, although the store still hands it back', async () => {
+    const inner = new FastifySessionMemoryStore()
+    const store = connectStore(inner)
+    const app = await loginApp({ store, maxAge: 1 })
+    try {
+      const { cookie, id } = sessionOf(await app.inject('/set'))
+      assert.equal((await app.inject({ url: '/read', headers: { cookie } })).body, 'bar')
+      await sleep(2000)
+      // The store never expires anything: the record is still there to be read.
+      assert.ok(inner.store.has(keyOfSigned(id)), 'the store still holds the record')
+      assert.notEqual(await store.get(keyOfSigned(id)), undefined, 'and hands it back')
+      const late = await app.inject({ url: '/read', headers: { cookie } })
+      assert.equal(late.statusCode, 200)
+      assert.equal(late.body, 'none', 'the plugin refuses the expired record itself')
+    } finally {
+      await app.close()
     }
   })
 })

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
+import * as runner from 'node:test'
 import { storeContract } from './contract.js'
 import { FilesystemStore } from '../lib/stores/filesystem.js'
 
@@ -21,7 +22,10 @@ after(async () => { for (const dir of temps) await rm(dir, { recursive: true, fo
 
 const fileOf = (key: string): string => `${createHash('sha256').update(key).digest('hex')}.session`
 
-storeContract('filesystem', {
+storeContract({
+  name: 'filesystem',
+  runner,
+  capabilities: ['compareAndSet'],
   async create () {
     const store = new FilesystemStore({ directory: join(await tempDir(), 'sessions') })
     await store.ready()

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis, Cluster } from 'ioredis'
+import * as runner from 'node:test'
 import { storeContract } from './contract.js'
 import { IoredisStore, type IoredisLike } from '../lib/stores/ioredis.js'
 import { freePort } from './helpers/ports.js'
@@ -32,9 +33,14 @@ function tracked (redis: Redis): Redis {
 }
 after(() => { for (const redis of clients) redis.disconnect() })
 
-storeContract('ioredis', {
+// A fresh store per test on one connection: a supplied client outlives its stores.
+const contractClient = tracked(client())
+storeContract({
+  name: 'ioredis',
+  runner,
+  capabilities: ['compareAndSet'],
   async create () {
-    const store = new IoredisStore({ client: tracked(client()) })
+    const store = new IoredisStore({ client: contractClient })
     await store.ready()
     return store
   }
@@ -54,7 +60,10 @@ describe('IoredisStore on a Redis Cluster (ioredis Cluster)', () => {
     await servers?.stop()
   })
 
-  storeContract('ioredis Cluster', {
+  storeContract({
+    name: 'ioredis Cluster',
+    runner,
+    capabilities: ['compareAndSet'],
     async create () {
       const store = new IoredisStore({ client: cluster })
       await store.ready()

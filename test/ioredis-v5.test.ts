@@ -35,9 +35,14 @@ after(async () => {
   await server.stop()
 })
 
-storeContract('ioredis 5', {
+// A fresh store per test on one connection: a supplied client outlives its stores.
+const contractClient = client()
+storeContract({
+  name: 'ioredis 5',
+  runner: { describe, it },
+  capabilities: ['compareAndSet'],
   async create () {
-    const store = new IoredisStore({ client: client() })
+    const store = new IoredisStore({ client: contractClient })
     await store.ready()
     return store
   }

@@ -3,6 +3,7 @@ import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import Memcached from 'memcached'
+import * as runner from 'node:test'
 import { storeContract } from './contract.js'
 import {
   MemcachedStore, memcachedKey, DEFAULT_MAX_VALUE_BYTES, MAX_RELATIVE_EXPIRY
@@ -21,7 +22,12 @@ const CLOCK_SLACK = 3
 const server: MemcachedServer = await startMemcached()
 after(async () => { await server.stop() })
 
-storeContract('memcached', {
+storeContract({
+  name: 'memcached',
+  runner,
+  capabilities: ['compareAndSet'],
+  // memcached's clock ticks once a second.
+  ttlGranularity: 1,
   async create () {
     const store = new MemcachedStore({ servers: server.location })
     await store.ready()

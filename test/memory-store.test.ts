@@ -1,9 +1,10 @@
+import * as runner from 'node:test'
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { storeContract } from './contract.js'
 import { MemoryStore } from '../lib/stores/memory.js'
 
-storeContract('memory', { create: async () => new MemoryStore() })
+storeContract({ name: 'memory', runner, create: () => new MemoryStore(), capabilities: ['compareAndSet', 'getLocal'] })
 
 describe('MemoryStore bounds', () => {
   it('evicts the least recently used entry beyond maxEntries', async () => {

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { randomUUID } from 'node:crypto'
 import { createCluster, type RedisClientType } from 'redis'
 import { RedisStore } from '../lib/stores/redis.js'
+import * as runner from 'node:test'
 import { storeContract } from './contract.js'
 import { freePort } from './helpers/ports.js'
 import { startClusterWithClients, type ClusterWithClients } from './helpers/redis-cluster.js'
@@ -15,17 +16,19 @@ after(async () => { await redisCluster.close() })
 
 // The contract's keys land on all three masters; compareAndSet's script is routed by its one key.
 const contractCluster = createCluster({ rootNodes: redisCluster.servers.urls.map((url) => ({ url })) })
-storeContract('redis cluster (3 masters)', {
-  async create () {
-    const store = new RedisStore({ client: contractCluster })
-    await store.ready()
-    return store
-  },
-  async destroy (store) {
-    await store.close?.()
-    // A supplied client stays open after the store closes: it is the test's to close.
-    await contractCluster.close()
-  }
+describe('contract on one cluster client', () => {
+  // A supplied client stays open after its stores close: it is the test's to close.
+  after(async () => { if (contractCluster.isOpen) await contractCluster.close() })
+  storeContract({
+    name: 'redis cluster (3 masters)',
+    runner,
+    capabilities: ['compareAndSet', 'getLocal'],
+    async create () {
+      const store = new RedisStore({ client: contractCluster })
+      await store.ready()
+      return store
+    }
+  })
 })
 
 describe('RedisStore on a 3-master Redis Cluster', () => {

@@ -4,6 +4,7 @@ import { createServer, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { randomUUID } from 'node:crypto'
 import { createClient } from 'redis'
+import * as runner from 'node:test'
 import { storeContract } from './contract.js'
 import { RedisStore } from '../lib/stores/redis.js'
 import { freePort } from './helpers/ports.js'
@@ -12,7 +13,10 @@ import { startRedis, resetCommandStats, commandCounts, type RedisServer } from '
 const server: RedisServer = await startRedis()
 after(async () => { await server.stop() })
 
-storeContract('redis', {
+storeContract({
+  name: 'redis',
+  runner,
+  capabilities: ['compareAndSet', 'getLocal'],
   async create () {
     const store = new RedisStore({ uri: server.url })
     await store.ready()

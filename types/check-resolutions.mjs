@@ -241,7 +241,7 @@ import type { SessionStore } from 'fastify-quart-session'
 const stores: SessionStore[] = [new RedisStore({ uri: 'redis://localhost:6379' }), new MemcachedStore(), new FilesystemStore({ directory: './sessions' })]
 const ioredisNotAny: IsAny<typeof IoredisStore> = false
 const contractNotAny: IsAny<typeof storeContract> = false
-storeContract('memory', { create: async () => stores[0] })
+storeContract({ name: 'memory', runner: { describe: (_name: string, body: () => void) => { body() }, it: () => {} }, create: async () => stores[0] })
 export { ioredisNotAny, contractNotAny }
 `
 

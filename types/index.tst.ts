@@ -219,13 +219,20 @@ test('connectStore makes express-session/connect stores a SessionStore', () => {
 })
 
 test('the store contract suite is exported for custom-store authors', () => {
-  expect(storeContract).type.toBeCallableWith('my store', { create: async () => new MemoryStore() })
-  expect(storeContract).type.toBeCallableWith('my store', {
+  const runner = { describe: (_name: string, body: () => void) => { body() }, it: (_name: string, _body: () => Promise<void>) => {} }
+  expect(storeContract).type.toBeCallableWith({ name: 'my store', runner, create: () => new MemoryStore() })
+  expect(storeContract).type.toBeCallableWith({
+    name: 'my store',
+    runner,
     create: async () => new MemoryStore(),
-    destroy: async (store: SessionStore) => { await store.close?.() }
+    dispose: async (store: MemoryStore) => { await store.close() },
+    capabilities: ['compareAndSet', 'getLocal'] as const,
+    ttlGranularity: 2
   })
-  expect(storeContract).type.not.toBeCallableWith('my store', { create: async () => ({}) })
-  expect(storeContract).type.not.toBeCallableWith('my store')
+  expect(storeContract).type.not.toBeCallableWith({ name: 'my store', runner, create: async () => ({}) })
+  expect(storeContract).type.not.toBeCallableWith({ name: 'my store', create: () => new MemoryStore() })
+  expect(storeContract).type.not.toBeCallableWith({ name: 'my store', runner, create: () => new MemoryStore(), capabilities: ['touch'] })
+  expect(storeContract).type.not.toBeCallableWith('my store', { create: async () => new MemoryStore() })
 })
 
 test('errors carry their codes and their message arguments', () => {

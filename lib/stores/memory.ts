@@ -65,14 +65,6 @@ export class MemoryStore implements SessionStore {
     this.#entries.delete(key)
   }
 
-  async touch (key: string, ttlSeconds: number): Promise<void> {
-    const entry = this.#live(key)
-    if (entry === undefined) return
-    entry.expires = ttlSeconds > 0 ? Date.now() + ttlSeconds * 1000 : 0
-    this.#entries.delete(key)
-    this.#entries.set(key, entry)
-  }
-
   // One synchronous step: nothing else runs between the comparison and the write.
   async compareAndSet (key: string, expected: string | undefined, value: string | undefined, ttlSeconds: number): Promise<boolean> {
     if (this.#live(key)?.value !== expected) return false

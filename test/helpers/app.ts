@@ -8,7 +8,7 @@ import { MemoryStore } from '../../lib/stores/memory.js'
 export const SECRET = 'a-test-secret-that-is-long-enough-0123456789'
 export const OLD_SECRET = 'an-older-secret-that-is-long-enough-9876543210'
 
-export type Op = 'get' | 'set' | 'delete' | 'touch' | 'cas'
+export type Op = 'get' | 'set' | 'delete' | 'cas'
 export interface Call { op: Op, key: string, ttl?: number }
 
 /**
@@ -49,12 +49,6 @@ export class CountingStore implements SessionStore {
     this.calls.push({ op: 'delete', key })
     this.#fail('delete')
     await this.inner.delete(key)
-  }
-
-  async touch (key: string, ttl: number): Promise<void> {
-    this.calls.push({ op: 'touch', key, ttl })
-    this.#fail('touch')
-    await this.inner.touch(key, ttl)
   }
 
   async compareAndSet (key: string, expected: string | undefined, value: string | undefined, ttl: number): Promise<boolean> {
