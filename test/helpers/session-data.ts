@@ -6,7 +6,8 @@ declare module '../../lib/index.js' {
     foo: string
     counter: number
     user: { id: string, name: string }
-    cart: { items: string[] }
+    cart: { items: Array<string | number>, owner?: string }
+    visits: number
     values: unknown
     other: string
   }
