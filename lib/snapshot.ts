@@ -28,7 +28,9 @@ export function snapshot (value: unknown, depth = 0): unknown {
   for (const key in value) {
     const item = snapshot((value as Record<string, unknown>)[key], depth + 1)
     if (item === UNCOMPARABLE) return UNCOMPARABLE
-    copy[key] = item
+    // JSON.parse makes "__proto__" an own data key; assigning it would set the copy's prototype.
+    if (key === '__proto__') Object.defineProperty(copy, key, { value: item, writable: true, enumerable: true, configurable: true })
+    else copy[key] = item
   }
   return copy
 }
