@@ -1,7 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdir, open, readFile, readdir, rename, stat, unlink, link } from 'node:fs/promises'
+import { close, constants, fchmod, fstat, futimes, link, open, read, rename, stat, unlink, write, type Stats } from 'node:fs'
+import { mkdir, opendir } from 'node:fs/promises'
 import { resolve, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { promisify } from 'node:util'
 import type { SessionStore } from '../store.js'
 import {
   FST_QUART_SESSION_BACKEND,
@@ -9,19 +11,20 @@ import {
   FST_QUART_SESSION_INVALID_ARGUMENT,
   FST_QUART_SESSION_INVALID_OPTION
 } from '../errors.js'
+import { messageOf, withCause } from './shared.js'
 
 export interface FilesystemStoreOptions {
   /** Folder of the session files, resolved against the working directory. Created 0700 when missing. Default `./sessions`. */
   directory?: string
   /** Mode of the session files. Default `0o600`. */
   fileMode?: number
-  /** Most files kept; beyond it the sweeper removes the oldest (by modification time). Default 10 000. */
+  /** Most files kept; beyond it the least recently used go, within about a second. Default 10 000. */
   maxEntries?: number
   /** Milliseconds between background sweeps when there is nothing left to do. Default 60 000. */
   sweepIntervalMs?: number
-  /** Most files one sweep examines, and most it removes. Default 1 000. */
+  /** Most files one sweep examines for expiry, and most it removes. Default 1 000. */
   sweepBatch?: number
-  /** A lock file older than this (milliseconds) was left by a crashed writer and is broken. Default 5 000. */
+  /** A lock file older (or further in the future) than this (milliseconds) was left by a crashed writer and is broken. Default 5 000. */
   staleLockMs?: number
 }
 
@@ -36,6 +39,24 @@ export interface SweepResult {
   leftovers: number
 }
 
+// The callback API, not fs/promises: a FileHandle costs an object, a finalizer and extra hops per
+// call, which was most of a write's CPU.
+const openFile = promisify(open)
+const closeFile = promisify(close)
+const statPath = promisify(stat)
+const fstatFile = promisify(fstat)
+const readFile = promisify(read)
+const writeFile = promisify(write)
+const renamePath = promisify(rename)
+const unlinkPath = promisify(unlink)
+const futimesFile = promisify(futimes)
+const fchmodFile = promisify(fchmod)
+const linkPath = promisify(link)
+
+// Reads of the store itself (a sweep's header reads, a compare-and-set) must not count as uses:
+// under relatime the kernel moves the atime of a file never read since its last write.
+const READ_QUIETLY = constants.O_RDONLY | (constants.O_NOATIME ?? 0)
+
 // File names: the sha256 of the key in hex, so no key (however long, and whatever characters or
 // `../` it holds) ever reaches a path, and names never differ only by case (macOS, Windows).
 const RECORD = /^[0-9a-f]{64}\.session$/
@@ -45,19 +66,56 @@ const TEMP = /\.tmp$/
 const TEMP_LEFTOVER_MS = 60_000
 // When a sweep could not finish its work (more expired files or excess than one batch), the next comes soon.
 const CATCH_UP_MS = 1_000
+// After a record is created near the bound, the directory is counted (and trimmed) this soon.
+const TRIM_DELAY_MS = 1_000
+// A read records its use (the file's atime) when a record was created after the last recorded use
+// (the ranking would change), else at most this often per record.
+const USE_EVERY_MS = 1_000
+// Records kept open and decoded in memory, so a read of an unchanged file is one stat.
+const CACHE_ENTRIES = 128
+const CACHE_BYTES = 8 * 1024 * 1024
+const CACHE_RECORD_BYTES = 256 * 1024
+// Directory entries read per step of a listing: the event loop runs between steps.
+const LISTING_STEP = 64
+// Concurrent stats of an eviction pass: the libuv thread pool also serves the requests.
+const STAT_STEP = 8
 
 interface StoredRecord { value: string, expires: number }
-type Release = () => Promise<void>
+
+/**
+ * An open record file and what it held. The descriptor keeps the inode alive, so while the path
+ * still names this inode (one stat) the file is unchanged: records are never written in place, and
+ * a live inode's number is never given to another file.
+ */
+interface Pinned {
+  fd: number
+  ino: number
+  size: number
+  record: StoredRecord | undefined
+  // Use-recording in flight on `fd`; the descriptor is closed only after it, never under it.
+  busy: Promise<void>
+  // Set when it leaves the cache: no new use-recording may start on a descriptor being closed.
+  closed: boolean
+}
+
+/** A held lock: the lock file, open. A write fills it and renames it over the record. */
+interface Lock {
+  path: string
+  fd: number
+  since: number
+  consumed: boolean
+}
 
 /**
  * Sessions as files, one per key, in one directory that several processes may share.
  *
  * Record file: the first line is `<expires> <bytes>` (expiry in milliseconds since the epoch, `0` =
  * none; the value's length in UTF-8 bytes, which exposes a torn file), then the value exactly.
- * Readers never lock: every write goes to a temp file in the same directory and is renamed over the
- * record, so a reader sees the old file or the new one, never a mix. Writers (set, delete, touch,
- * compareAndSet) hold a per-key lock file created with O_EXCL, which makes compareAndSet atomic
- * across processes; a lock left by a crashed process is broken after `staleLockMs`.
+ * Readers never lock: a record is replaced by renaming a complete file over it, so a reader sees
+ * the old file or the new one, never a mix. Writers (set, delete, compareAndSet) hold a per-key
+ * lock file created with O_EXCL, which makes compareAndSet atomic across processes; the new
+ * record is written into that lock file, and renaming it over the record both publishes it and
+ * releases the lock. A lock left by a crashed process is broken after `staleLockMs`.
  */
 export class FilesystemStore implements SessionStore {
   readonly directory: string
@@ -70,10 +128,21 @@ export class FilesystemStore implements SessionStore {
   readonly #chmod: boolean
   // One writer per key inside this process; the lock file settles it between processes.
   readonly #queues = new Map<string, Promise<void>>()
+  // In least recently used order (Map order), bounded by CACHE_ENTRIES and CACHE_BYTES.
+  readonly #cache = new Map<string, Pinned>()
+  #cachedBytes = 0
+  // Records counted at the last listing, and created by this process since: how near the bound it is.
+  #listed = 0
+  #created = 0
+  // When this process last created a record (ms since the epoch).
+  #lastCreated = 0
   #timer: NodeJS.Timeout | undefined
+  #trimTimer: NodeJS.Timeout | undefined
   #sweeping: Promise<SweepResult> | undefined
   #cursor = 0
   #closed = false
+  // Milliseconds the last bound check took: the next waits at least ten times as long.
+  #trimCost = 0
 
   constructor (options: FilesystemStoreOptions = {}) {
     this.directory = resolve(options.directory ?? 'sessions')
@@ -93,21 +162,25 @@ export class FilesystemStore implements SessionStore {
     try {
       await mkdir(this.directory, { recursive: true, mode: 0o700 })
       const probe = join(this.directory, `.probe.${process.pid}.${randomBytes(6).toString('hex')}.tmp`)
-      const handle = await open(probe, 'wx', this.fileMode)
-      await handle.close()
-      await unlink(probe)
+      await closeFile(await openFile(probe, 'wx', this.fileMode))
+      await unlinkPath(probe)
     } catch (error) {
-      throw withCause(new FST_QUART_SESSION_CONNECT(`filesystem directory ${this.directory}`, reasonOf(error)), error)
+      throw withCause(new FST_QUART_SESSION_CONNECT(`filesystem directory ${this.directory}`, messageOf(error)), error)
     }
     this.#schedule(this.#sweepIntervalMs)
   }
 
   async get (key: string): Promise<string | undefined> {
     const name = fileNameOf(key)
-    const record = await this.#read(name, 'filesystem read')
+    let record: StoredRecord | undefined
+    try {
+      record = await this.#load(name, true)
+    } catch (error) {
+      throw failed('filesystem read', error)
+    }
     if (record === undefined) return undefined
     if (isExpired(record)) {
-      await this.#dropExpired(name)
+      await this.#dropExpired(name).catch(() => {})
       return undefined
     }
     return record.value
@@ -115,89 +188,171 @@ export class FilesystemStore implements SessionStore {
 
   async set (key: string, value: string, ttlSeconds: number): Promise<void> {
     const name = fileNameOf(key)
-    await this.#locked(name, 'filesystem write', async () => { await this.#write(name, value, expiryOf(ttlSeconds)) })
+    try {
+      await this.#locked(name, async (lock) => { await this.#publish(name, lock, value, expiryOf(ttlSeconds)) })
+    } catch (error) {
+      throw failed('filesystem write', error)
+    }
   }
 
   async delete (key: string): Promise<void> {
     const name = fileNameOf(key)
-    await this.#locked(name, 'filesystem delete', async () => { await removeFile(this.#path(name)) })
-  }
-
-  async touch (key: string, ttlSeconds: number): Promise<void> {
-    const name = fileNameOf(key)
-    await this.#locked(name, 'filesystem touch', async () => {
-      const record = await this.#read(name, 'filesystem touch')
-      if (record === undefined || isExpired(record)) return
-      await this.#write(name, record.value, expiryOf(ttlSeconds))
-    })
+    try {
+      await this.#locked(name, async () => { await this.#remove(name) })
+    } catch (error) {
+      throw failed('filesystem delete', error)
+    }
   }
 
   async compareAndSet (key: string, expected: string | undefined, value: string | undefined, ttlSeconds: number): Promise<boolean> {
     const name = fileNameOf(key)
-    return await this.#locked(name, 'filesystem compareAndSet', async () => {
-      const record = await this.#read(name, 'filesystem compareAndSet')
-      const current = record === undefined || isExpired(record) ? undefined : record.value
-      if (current !== expected) return false
-      if (value === undefined) await removeFile(this.#path(name))
-      else await this.#write(name, value, expiryOf(ttlSeconds))
-      return true
-    })
+    try {
+      return await this.#locked(name, async (lock) => {
+        const record = await this.#load(name, false)
+        const current = record === undefined || isExpired(record) ? undefined : record.value
+        if (current !== expected) return false
+        if (value === undefined) {
+          await this.#remove(name)
+        } else {
+          await this.#publish(name, lock, value, expiryOf(ttlSeconds))
+          if (record === undefined) this.#noteCreated()
+        }
+        return true
+      })
+    } catch (error) {
+      throw failed('filesystem compareAndSet', error)
+    }
   }
 
-  /** Stops the background sweeper (and waits for a sweep in progress). Files stay. */
+  /** Stops the background sweeper (and waits for a sweep in progress), closes the cached files. Files stay. */
   async close (): Promise<void> {
     this.#closed = true
     clearTimeout(this.#timer)
+    clearTimeout(this.#trimTimer)
     this.#timer = undefined
+    this.#trimTimer = undefined
     await this.#sweeping?.catch(() => {})
+    for (const name of [...this.#cache.keys()]) this.#forget(name)
   }
 
   /**
    * One sweep, as the background timer runs it: removes expired records among the next
    * `sweepBatch` files (the position moves on each sweep, so every file is seen in turn), leftovers
-   * of crashed writers, and, beyond `maxEntries`, up to `sweepBatch` of the oldest records.
+   * of crashed writers, and, beyond `maxEntries`, up to `sweepBatch` of the least recently used records.
    */
   async sweep (): Promise<SweepResult> {
-    this.#sweeping ??= this.#sweepOnce().finally(() => { this.#sweeping = undefined })
-    return await this.#sweeping
+    return await this.#exclusive(async () => await this.#sweepOnce(true))
   }
 
-  // ---- files ----
+  // ---- records ----
 
   #path (name: string): string {
     return join(this.directory, name)
   }
 
-  async #read (name: string, operation: string): Promise<StoredRecord | undefined> {
-    let data: Buffer
-    try {
-      data = await readFile(this.#path(name))
-    } catch (error) {
-      if (codeOf(error) === 'ENOENT') return undefined
-      throw backendError(operation, error)
+  /**
+   * The record under `name`: from the cache when the path still names the cached inode (one
+   * stat), else read from the file. `use` records the read as a use of the session (its atime).
+   */
+  async #load (name: string, use: boolean): Promise<StoredRecord | undefined> {
+    const path = this.#path(name)
+    const cached = this.#cache.get(name)
+    if (cached !== undefined) {
+      const info = await statPath(path).catch(absentOr)
+      if (info === undefined) {
+        this.#forget(name)
+        return undefined
+      }
+      // Still cached after the stat: the descriptor was open throughout, so the inode number is this file's.
+      if (this.#cache.get(name) === cached && info.ino === cached.ino && info.size === cached.size) {
+        this.#cache.delete(name)
+        this.#cache.set(name, cached)
+        if (use) this.#recordUse(cached, info)
+        return cached.record
+      }
     }
-    return parseRecord(data)
+    const fd = await this.#open(path, READ_QUIETLY, 0).catch(absentOr)
+    if (fd === undefined) {
+      this.#forget(name)
+      return undefined
+    }
+    let pinned: Pinned
+    try {
+      const info = await fstatFile(fd)
+      const data = await readAll(fd, info.size)
+      pinned = { fd, ino: info.ino, size: data.length, record: parseRecord(data), busy: Promise.resolve(), closed: false }
+      if (use) this.#recordUse(pinned, info)
+    } catch (error) {
+      close(fd, () => {})
+      throw error
+    }
+    this.#remember(name, pinned)
+    return pinned.record
   }
 
-  async #write (name: string, value: string, expires: number): Promise<void> {
+  /** A use moves the file's atime (mtime stays the last write); shared by every process. */
+  #recordUse (pinned: Pinned, info: Stats): void {
+    const now = Date.now()
+    const last = usedAt(info)
+    if (pinned.closed || (last >= this.#lastCreated && now - last < USE_EVERY_MS)) return
+    pinned.busy = pinned.busy.then(async () => { await futimesFile(pinned.fd, now / 1000, info.mtimeMs / 1000) }).catch(() => {})
+  }
+
+  #remember (name: string, pinned: Pinned): void {
+    const previous = this.#cache.get(name)
+    if (previous !== undefined) this.#forget(name)
+    if (pinned.size > CACHE_RECORD_BYTES || this.#closed) {
+      release(pinned)
+      return
+    }
+    this.#cache.set(name, pinned)
+    this.#cachedBytes += pinned.size
+    while (this.#cache.size > CACHE_ENTRIES || this.#cachedBytes > CACHE_BYTES) {
+      this.#forget(this.#cache.keys().next().value as string)
+    }
+  }
+
+  #forget (name: string): void {
+    const pinned = this.#cache.get(name)
+    if (pinned === undefined) return
+    this.#cache.delete(name)
+    this.#cachedBytes -= pinned.size
+    release(pinned)
+  }
+
+  /**
+   * open(); when the process is out of descriptors, once more after closing the cached ones; a file
+   * of another owner (O_NOATIME is the owner's) is read without it.
+   */
+  async #open (path: string, flags: string | number, mode: number): Promise<number> {
+    try {
+      return await openFile(path, flags, mode)
+    } catch (error) {
+      const code = codeOf(error)
+      if (code === 'EPERM' && flags === READ_QUIETLY) return await openFile(path, constants.O_RDONLY, mode)
+      if ((code !== 'EMFILE' && code !== 'ENFILE') || this.#cache.size === 0) throw error
+      for (const name of [...this.#cache.keys()]) this.#forget(name)
+      return await openFile(path, flags, mode)
+    }
+  }
+
+  /** Fills the held lock file with the record and renames it over the record: publish and release in one step. */
+  async #publish (name: string, lock: Lock, value: string, expires: number): Promise<void> {
     // A store used without ready() (direct use) still gets its sweeper.
     if (this.#timer === undefined) this.#schedule(this.#sweepIntervalMs)
     const body = Buffer.from(value, 'utf8')
     const data = Buffer.concat([Buffer.from(`${expires} ${body.length}\n`), body])
-    const temp = this.#path(`${name.slice(0, 64)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`)
-    try {
-      const handle = await open(temp, 'wx', this.fileMode)
-      try {
-        await handle.writeFile(data)
-        if (this.#chmod) await handle.chmod(this.fileMode)
-      } finally {
-        await handle.close()
-      }
-      await rename(temp, this.#path(name))
-    } catch (error) {
-      await unlink(temp).catch(() => {})
-      throw backendError('filesystem write', error)
-    }
+    const [, info] = await Promise.all([writeAll(lock.fd, data), fstatFile(lock.fd)])
+    if (this.#chmod) await fchmodFile(lock.fd, this.fileMode)
+    if (!await this.#stillHeld(lock)) throw new Error(`lock ${lock.path} was broken while held (this process stalled longer than staleLockMs)`)
+    await renamePath(lock.path, this.#path(name))
+    lock.consumed = true
+    this.#remember(name, { fd: lock.fd, ino: info.ino, size: data.length, record: { value, expires }, busy: Promise.resolve(), closed: false })
+  }
+
+  async #remove (name: string): Promise<void> {
+    this.#forget(name)
+    await removeFile(this.#path(name))
   }
 
   /**
@@ -206,43 +361,41 @@ export class FilesystemStore implements SessionStore {
    */
   async #dropExpired (name: string): Promise<void> {
     if (this.#queues.has(name)) return
-    const lock = this.#path(`${name.slice(0, 64)}.lock`)
+    const path = this.#path(`${name.slice(0, 64)}.lock`)
+    let fd: number
     try {
-      await (await open(lock, 'wx', 0o600)).close()
+      fd = await openFile(path, 'wx', this.fileMode)
     } catch {
       return
     }
     try {
-      const record = await this.#read(name, 'filesystem delete')
-      if (record !== undefined && isExpired(record)) await removeFile(this.#path(name))
+      const record = await this.#load(name, false)
+      if (record !== undefined && isExpired(record)) await this.#remove(name)
     } finally {
-      await unlink(lock).catch(() => {})
+      close(fd, () => {})
+      await unlinkPath(path).catch(() => {})
     }
-  }
-
-  async #removeExpired (name: string): Promise<void> {
-    // Under the lock, and only if still expired: another process may have just written it.
-    await this.#locked(name, 'filesystem delete', async () => {
-      const record = await this.#read(name, 'filesystem delete')
-      if (record !== undefined && isExpired(record)) await removeFile(this.#path(name))
-    })
   }
 
   // ---- locking ----
 
   /** Runs `work` holding the key's lock: first in this process (a queue), then across processes (a lock file). */
-  async #locked<T> (name: string, operation: string, work: () => Promise<T>): Promise<T> {
+  async #locked<T> (name: string, work: (lock: Lock) => Promise<T>): Promise<T> {
     const previous = this.#queues.get(name)
     let done!: () => void
     const mine = new Promise<void>((resolve) => { done = resolve })
     this.#queues.set(name, mine)
     try {
       if (previous !== undefined) await previous
-      const release = await this.#acquire(name.slice(0, 64), operation)
+      const lock = await this.#acquire(name.slice(0, 64))
       try {
-        return await work()
+        return await work(lock)
       } finally {
-        await release()
+        if (!lock.consumed) {
+          const held = await this.#stillHeld(lock)
+          close(lock.fd, () => {})
+          if (held) await unlinkPath(lock.path).catch(() => {})
+        }
       }
     } finally {
       done()
@@ -250,67 +403,86 @@ export class FilesystemStore implements SessionStore {
     }
   }
 
-  async #acquire (hash: string, operation: string): Promise<Release> {
-    const lock = this.#path(`${hash}.lock`)
+  async #acquire (hash: string): Promise<Lock> {
+    const path = this.#path(`${hash}.lock`)
     const patience = this.#staleLockMs * 2 + 1_000
-    const deadline = Date.now() + patience
+    const deadline = performance.now() + patience
     let pause = 1
+    // The lock as first seen, and since when (monotonic): one that never changes for staleLockMs
+    // is stale whatever its mtime says, so no clock step can make a key unwritable.
+    let seen: { ino: number, mtimeMs: number, at: number } | undefined
     for (;;) {
       try {
-        const handle = await open(lock, 'wx', 0o600)
-        await handle.close()
-        return async () => { await unlink(lock).catch(() => {}) }
+        // The file mode of a record: this file becomes the record.
+        const fd = await this.#open(path, 'wx', this.fileMode)
+        return { path, fd, since: performance.now(), consumed: false }
       } catch (error) {
         if (codeOf(error) === 'ENOENT') {
           // The directory is gone (removed, or never created because ready() was not called).
-          await this.#recreateDirectory(operation, error)
+          await this.#recreateDirectory(error)
           continue
         }
-        if (codeOf(error) !== 'EEXIST') throw backendError(operation, error)
+        if (codeOf(error) !== 'EEXIST') throw error
       }
-      if (await this.#breakIfStale(lock)) continue
-      if (Date.now() > deadline) {
-        throw backendError(operation, new Error(`lock ${lock} stayed held for more than ${patience} ms`))
-      }
+      const info = await statPath(path).catch(() => undefined)
+      if (info === undefined) continue
+      const now = performance.now()
+      if (seen?.ino !== info.ino || seen.mtimeMs !== info.mtimeMs) seen = { ino: info.ino, mtimeMs: info.mtimeMs, at: now }
+      if ((this.#isStale(info) || now - seen.at > this.#staleLockMs) && await this.#breakLock(path, info)) continue
+      if (now > deadline) throw new Error(`lock ${path} stayed held for more than ${patience} ms`)
       await sleep(pause + Math.random() * pause)
       pause = Math.min(pause * 2, 20)
     }
   }
 
-  async #recreateDirectory (operation: string, cause: unknown): Promise<void> {
-    try {
-      await mkdir(this.directory, { recursive: true, mode: 0o700 })
-    } catch (error) {
-      throw backendError(operation, error)
-    }
-    // mkdir succeeded yet the lock could not be created: not a missing directory after all.
-    if (!(await isDirectory(this.directory))) throw backendError(operation, cause)
+  /** Older than staleLockMs, or dated further ahead than that (the clock was stepped back since). */
+  #isStale (info: Stats): boolean {
+    return Math.abs(Date.now() - info.mtimeMs) > this.#staleLockMs
   }
 
   /**
-   * Breaks a lock older than `staleLockMs` (its writer crashed). Renaming is atomic, so of two
-   * processes breaking the same lock only one gets it; whoever renamed a lock that turns out to be
-   * fresh (re-taken meanwhile) puts it back with link(), which never overwrites.
+   * Whether the lock file is still this holder's. Only a holder stalled for about staleLockMs can
+   * have lost it, so a quick holder asks nothing of the filesystem.
    */
-  async #breakIfStale (lock: string): Promise<boolean> {
-    const seen = await stat(lock).catch(() => undefined)
-    if (seen === undefined) return true
-    if (Date.now() - seen.mtimeMs < this.#staleLockMs) return false
-    const aside = `${lock}.${randomBytes(6).toString('hex')}.tmp`
+  async #stillHeld (lock: Lock): Promise<boolean> {
+    if (performance.now() - lock.since < this.#staleLockMs / 2) return true
+    const [mine, named] = await Promise.all([fstatFile(lock.fd), statPath(lock.path).catch(() => undefined)])
+    return named?.ino === mine.ino
+  }
+
+  async #recreateDirectory (cause: unknown): Promise<void> {
+    await mkdir(this.directory, { recursive: true, mode: 0o700 })
+    // mkdir succeeded yet the lock could not be created: not a missing directory after all.
+    if (!(await isDirectory(this.directory))) throw cause
+  }
+
+  /**
+   * Breaks the stale lock `seen`. Renaming is atomic, so of two processes breaking the same lock
+   * only one gets it; whoever renamed a lock that turns out to be another (re-taken meanwhile)
+   * puts it back with link(), which never overwrites.
+   */
+  async #breakLock (path: string, seen: Stats): Promise<boolean> {
+    const aside = `${path}.${randomBytes(6).toString('hex')}.tmp`
     try {
-      await rename(lock, aside)
+      await renamePath(path, aside)
     } catch {
       return true
     }
-    const taken = await stat(aside).catch(() => undefined)
+    const taken = await statPath(aside).catch(() => undefined)
     if (taken !== undefined && (taken.ino !== seen.ino || taken.mtimeMs !== seen.mtimeMs)) {
-      await link(aside, lock).catch(() => {})
+      await linkPath(aside, path).catch(() => {})
     }
-    await unlink(aside).catch(() => {})
+    await unlinkPath(aside).catch(() => {})
     return true
   }
 
   // ---- sweeping ----
+
+  /** One sweep or trim at a time per store. */
+  async #exclusive (run: () => Promise<SweepResult>): Promise<SweepResult> {
+    this.#sweeping ??= run().finally(() => { this.#sweeping = undefined })
+    return await this.#sweeping
+  }
 
   #schedule (delay: number): void {
     if (this.#closed) return
@@ -325,57 +497,94 @@ export class FilesystemStore implements SessionStore {
     this.#timer.unref()
   }
 
+  /**
+   * A new record near the bound: count the directory (every process's records) soon and trim it
+   * to maxEntries, rather than at the next full sweep.
+   */
+  #noteCreated (): void {
+    this.#created++
+    this.#lastCreated = Date.now()
+    if (this.#trimTimer !== undefined || this.#closed || (this.#listed + this.#created) * 2 < this.maxEntries) return
+    this.#trimTimer = setTimeout(() => {
+      const started = performance.now()
+      this.#exclusive(async () => await this.#sweepOnce(false)).finally(() => { this.#trimCost = performance.now() - started }).then(
+        (result) => {
+          this.#trimTimer = undefined
+          if (result.files - result.evicted > this.maxEntries) this.#noteCreated()
+        },
+        () => { this.#trimTimer = undefined }
+      )
+    }, Math.max(TRIM_DELAY_MS, this.#trimCost * 10))
+    this.#trimTimer.unref()
+  }
+
   #behind (result: SweepResult): boolean {
     return result.files - result.evicted > this.maxEntries || result.expired >= this.#sweepBatch
   }
 
-  async #sweepOnce (): Promise<SweepResult> {
+  /** A full sweep (expiry, leftovers, bound), or with `full` false only the bound. */
+  async #sweepOnce (full: boolean): Promise<SweepResult> {
     const result: SweepResult = { files: 0, expired: 0, evicted: 0, leftovers: 0 }
-    let names: string[]
-    try {
-      names = await readdir(this.directory)
-    } catch {
-      return result
-    }
-    const records = names.filter((n) => RECORD.test(n))
+    const listing = await this.#list(full)
+    if (listing === undefined) return result
+    const { records, others } = listing
     result.files = records.length
-    let budget = this.#sweepBatch
-
-    for (const name of names) {
-      if (budget <= 0) break
-      if (TEMP.test(name)) {
+    this.#listed = records.length
+    this.#created = 0
+    if (full) {
+      let budget = this.#sweepBatch
+      for (const name of others) {
+        if (budget <= 0) break
         budget--
-        if (await this.#olderThan(name, TEMP_LEFTOVER_MS) && await removeFile(this.#path(name)).then(() => true, () => false)) result.leftovers++
-      } else if (LOCK.test(name)) {
-        budget--
-        if (await this.#olderThan(name, this.#staleLockMs) && await this.#breakIfStale(this.#path(name))) result.leftovers++
+        if (await this.#removeLeftover(name)) result.leftovers++
       }
+      // Expired records: the next slice of the listing, wrapping around.
+      const count = Math.min(records.length, budget)
+      const start = records.length === 0 ? 0 : this.#cursor % records.length
+      for (let i = 0; i < count; i++) {
+        if (await this.#sweepExpired(records[(start + i) % records.length])) result.expired++
+      }
+      this.#cursor = start + count
     }
-
-    // Expired records: the next slice of the listing, wrapping around.
-    const count = Math.min(records.length, budget)
-    const start = records.length === 0 ? 0 : this.#cursor % records.length
-    for (let i = 0; i < count; i++) {
-      const name = records[(start + i) % records.length]
-      if (await this.#sweepExpired(name)) result.expired++
-    }
-    this.#cursor = start + count
-
     const excess = Math.min(records.length - result.expired - this.maxEntries, this.#sweepBatch)
-    if (excess > 0) result.evicted = await this.#evictOldest(records, excess)
+    if (excess > 0) result.evicted = await this.#evictLeastUsed(records, excess)
     return result
   }
 
-  async #olderThan (name: string, ms: number): Promise<boolean> {
-    const info = await stat(this.#path(name)).catch(() => undefined)
-    return info !== undefined && Date.now() - info.mtimeMs > ms
+  /** Record names, and (for a full sweep) temp and lock files, read a few entries at a time. */
+  async #list (full: boolean): Promise<{ records: string[], others: string[] } | undefined> {
+    const records: string[] = []
+    const others: string[] = []
+    try {
+      const dir = await opendir(this.directory, { bufferSize: LISTING_STEP })
+      for await (const entry of dir) {
+        const name = entry.name
+        if (RECORD.test(name)) records.push(name)
+        else if (full && (TEMP.test(name) || LOCK.test(name))) others.push(name)
+      }
+    } catch {
+      return undefined
+    }
+    return { records, others }
+  }
+
+  async #removeLeftover (name: string): Promise<boolean> {
+    const path = this.#path(name)
+    const info = await statPath(path).catch(() => undefined)
+    if (info === undefined) return false
+    if (LOCK.test(name)) return this.#isStale(info) && await this.#breakLock(path, info)
+    return Date.now() - info.mtimeMs > TEMP_LEFTOVER_MS && await removeFile(path).then(() => true, () => false)
   }
 
   async #sweepExpired (name: string): Promise<boolean> {
     const expires = await this.#expiryOf(name)
     if (expires === undefined || expires === 0 || expires > Date.now()) return false
     try {
-      await this.#removeExpired(name)
+      // Under the lock, and only if still expired: another process may have just written it.
+      await this.#locked(name, async () => {
+        const record = await this.#load(name, false)
+        if (record !== undefined && isExpired(record)) await this.#remove(name)
+      })
       return true
     } catch {
       return false
@@ -384,45 +593,112 @@ export class FilesystemStore implements SessionStore {
 
   /** The expiry in a record's first line, read without the value (records may be large). */
   async #expiryOf (name: string): Promise<number | undefined> {
+    let fd: number
     try {
-      const handle = await open(this.#path(name), 'r')
-      try {
-        const { buffer, bytesRead } = await handle.read(Buffer.alloc(48), 0, 48, 0)
-        const match = /^(\d+) \d+\n/.exec(buffer.toString('latin1', 0, bytesRead))
-        return match === null ? undefined : Number(match[1])
-      } finally {
-        await handle.close()
-      }
+      fd = await this.#open(this.#path(name), READ_QUIETLY, 0)
     } catch {
       return undefined
     }
+    try {
+      const buffer = Buffer.alloc(48)
+      const { bytesRead } = await readFile(fd, buffer, 0, 48, 0)
+      const match = /^(\d+) \d+\n/.exec(buffer.toString('latin1', 0, bytesRead))
+      return match === null ? undefined : Number(match[1])
+    } catch {
+      return undefined
+    } finally {
+      close(fd, () => {})
+    }
   }
 
-  /** Removes the `excess` oldest records (modification time), each only if unchanged since it was looked at. */
-  async #evictOldest (names: string[], excess: number): Promise<number> {
-    const dated: Array<{ name: string, mtimeMs: number }> = []
-    // A few stats at a time: the libuv thread pool also serves the requests' reads and writes.
-    for (let i = 0; i < names.length; i += 8) {
-      const infos = await Promise.all(names.slice(i, i + 8).map(async (name) => await stat(this.#path(name)).catch(() => undefined)))
-      infos.forEach((info, j) => { if (info !== undefined) dated.push({ name: names[i + j], mtimeMs: info.mtimeMs }) })
+  /**
+   * Removes the `excess` least recently used records (last use: atime, which reads move, or
+   * mtime), each only if neither rewritten nor used since it was looked at. A bounded heap keeps
+   * the candidates, so no step sorts the whole directory.
+   */
+  async #evictLeastUsed (names: string[], excess: number): Promise<number> {
+    const heap = new NewestOnTop(excess)
+    for (let i = 0; i < names.length; i += STAT_STEP) {
+      const infos = await Promise.all(names.slice(i, i + STAT_STEP).map(async (name) => await statPath(this.#path(name)).catch(() => undefined)))
+      infos.forEach((info, j) => { if (info !== undefined) heap.offer({ name: names[i + j], ino: info.ino, used: usedAt(info) }) })
     }
-    dated.sort((a, b) => a.mtimeMs - b.mtimeMs)
     let evicted = 0
-    for (const { name, mtimeMs } of dated.slice(0, excess)) {
-      try {
-        await this.#locked(name, 'filesystem sweep', async () => {
-          const info = await stat(this.#path(name)).catch(() => undefined)
-          if (info?.mtimeMs !== mtimeMs) return
-          await removeFile(this.#path(name))
-          evicted++
-        })
-      } catch {}
+    for (const candidate of heap.oldestFirst()) {
+      if (await this.#evict(candidate)) evicted++
     }
     return evicted
+  }
+
+  /**
+   * Moves the record aside (atomic, and no lock file to create) and removes it if it is still the
+   * file that was ranked, neither rewritten nor read since; otherwise puts it back with link(),
+   * which never overwrites a record written meanwhile.
+   */
+  async #evict ({ name, ino, used }: Candidate): Promise<boolean> {
+    const path = this.#path(name)
+    const aside = `${path}.${randomBytes(6).toString('hex')}.evict.tmp`
+    try {
+      await renamePath(path, aside)
+    } catch {
+      return false
+    }
+    const info = await statPath(aside).catch(() => undefined)
+    if (info !== undefined && (info.ino !== ino || usedAt(info) !== used)) {
+      await linkPath(aside, path).catch(() => {})
+      await unlinkPath(aside).catch(() => {})
+      return false
+    }
+    this.#forget(name)
+    await unlinkPath(aside).catch(() => {})
+    return true
   }
 }
 
 // ---- helpers ----
+
+interface Candidate { name: string, ino: number, used: number }
+
+/** The `limit` least recently used candidates seen, in a max-heap on the last use (the newest on top, out first). */
+class NewestOnTop {
+  readonly #items: Candidate[] = []
+  readonly #limit: number
+  constructor (limit: number) { this.#limit = limit }
+
+  offer (item: Candidate): void {
+    const items = this.#items
+    if (items.length < this.#limit) {
+      items.push(item)
+      let i = items.length - 1
+      while (i > 0) {
+        const parent = (i - 1) >> 1
+        if (items[parent].used >= items[i].used) break
+        ;[items[parent], items[i]] = [items[i], items[parent]]
+        i = parent
+      }
+    } else if (item.used < items[0].used) {
+      items[0] = item
+      let i = 0
+      for (;;) {
+        const left = 2 * i + 1
+        const right = left + 1
+        let top = i
+        if (left < items.length && items[left].used > items[top].used) top = left
+        if (right < items.length && items[right].used > items[top].used) top = right
+        if (top === i) break
+        ;[items[top], items[i]] = [items[i], items[top]]
+        i = top
+      }
+    }
+  }
+
+  oldestFirst (): Candidate[] {
+    return [...this.#items].sort((a, b) => a.used - b.used)
+  }
+}
+
+function usedAt (info: Stats): number {
+  return Math.max(info.atimeMs, info.mtimeMs)
+}
 
 function fileNameOf (key: string): string {
   if (typeof key !== 'string') throw new FST_QUART_SESSION_INVALID_ARGUMENT('key', 'must be a string')
@@ -448,16 +724,45 @@ function parseRecord (data: Buffer): StoredRecord | undefined {
   return { expires: Number(match[1]), value: data.toString('utf8', newline + 1) }
 }
 
+async function readAll (fd: number, size: number): Promise<Buffer> {
+  const buffer = Buffer.allocUnsafe(size)
+  let filled = 0
+  while (filled < size) {
+    const { bytesRead } = await readFile(fd, buffer, filled, size - filled, filled)
+    if (bytesRead === 0) break
+    filled += bytesRead
+  }
+  return filled === size ? buffer : buffer.subarray(0, filled)
+}
+
+async function writeAll (fd: number, data: Buffer): Promise<void> {
+  let written = 0
+  while (written < data.length) {
+    written += (await writeFile(fd, data, written, data.length - written, written)).bytesWritten
+  }
+}
+
+function release (pinned: Pinned): void {
+  pinned.closed = true
+  void pinned.busy.then(() => { close(pinned.fd, () => {}) })
+}
+
 async function removeFile (path: string): Promise<void> {
   try {
-    await unlink(path)
+    await unlinkPath(path)
   } catch (error) {
-    if (codeOf(error) !== 'ENOENT') throw backendError('filesystem delete', error)
+    if (codeOf(error) !== 'ENOENT') throw error
   }
 }
 
 async function isDirectory (path: string): Promise<boolean> {
-  return (await stat(path).catch(() => undefined))?.isDirectory() === true
+  return (await statPath(path).catch(() => undefined))?.isDirectory() === true
+}
+
+/** For `.catch`: a missing file is `undefined`, anything else stays an error. */
+function absentOr (error: unknown): undefined {
+  if (codeOf(error) === 'ENOENT') return undefined
+  throw error
 }
 
 function positive (name: string, value: number): number {
@@ -469,17 +774,8 @@ function codeOf (error: unknown): unknown {
   return (error as { code?: unknown } | undefined)?.code
 }
 
-function reasonOf (error: unknown): string {
-  return error instanceof Error ? error.message : String(error)
-}
-
-function backendError (operation: string, cause: unknown): Error {
-  // Already ours (from a nested step): keep the first description.
-  if (codeOf(cause) === 'FST_QUART_SESSION_BACKEND') return cause as Error
-  return withCause(new FST_QUART_SESSION_BACKEND(operation), cause)
-}
-
-function withCause<E extends Error> (error: E, cause: unknown): E {
-  error.cause = cause
-  return error
+/** The error a caller sees: ours as is (a bad key), any fs error as FST_QUART_SESSION_BACKEND with it as the cause. */
+function failed (operation: string, error: unknown): Error {
+  if (String(codeOf(error)).startsWith('FST_QUART_SESSION_')) return error as Error
+  return withCause(new FST_QUART_SESSION_BACKEND(operation), error)
 }
