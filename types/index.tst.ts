@@ -59,6 +59,9 @@ test('request.session is typed through SessionData', () => {
     expect(request.session).type.toBeAssignableTo<Session>()
     expect(request.session.get('user')).type.toBe<{ id: string, name: string } | undefined>()
     expect(request.session.get('visits')).type.toBe<number | undefined>()
+    expect(request.session.update('visits', (v) => (v ?? 0) + 1)).type.toBe<Promise<number>>()
+    expect(request.session.update).type.not.toBeCallableWith('visits', (v: number | undefined) => 'one')
+    expect(request.session.update).type.not.toBeCallableWith('nope', (v: unknown) => v)
     expect(request.session.set).type.toBeCallableWith('visits', 1)
     expect(request.session.set).type.not.toBeCallableWith('visits', 'one')
     expect(request.session.set).type.not.toBeCallableWith('user', { id: 1 })
@@ -175,6 +178,10 @@ test('fastify.sessionStore is the direct back-end API', () => {
   expect(fastify.sessionStore.set).type.not.toBeCallableWith('k', 'v', '1h')
   expect(fastify.sessionStore.set).type.not.toBeCallableWith(1, 'v')
   expect(fastify.sessionStore.delete('k')).type.toBe<Promise<void>>()
+  app.get('/request-store', async (request) => {
+    expect(request.sessionStore).type.toBe<DirectStore>()
+    return 'ok'
+  })
   app.get('/cache', async function () {
     expect(this.sessionStore).type.toBe<DirectStore>()
     return 'ok'
