@@ -7,7 +7,6 @@ import type { SessionState, Update } from './state.js'
 import { type Data, type Decoded, type Encoded, RecordCodec, isEmpty } from './record.js'
 import { StoreKeys, handleOf, idHash } from './keys.js'
 import { publish } from './events.js'
-import { generateId } from './id.js'
 import { Lifetime, nowSeconds } from './lifetime.js'
 import { merge } from './merge.js'
 import { FST_QUART_SESSION_CONFLICT, FST_QUART_SESSION_GONE, backendError } from './errors.js'
@@ -162,11 +161,11 @@ export class Backend {
     if (state.disabled !== undefined) return
     while (state.saving !== undefined) await state.saving.catch(() => {})
     const saving = this.#persist(state)
-    state.saving = saving
+    state.saveStarted(saving)
     try {
       await saving
     } finally {
-      if (state.saving === saving) state.saving = undefined
+      state.saveEnded(saving)
     }
   }
 
@@ -191,7 +190,7 @@ export class Backend {
   /** A session not stored yet: one conditional create (SET NX); its id is new, so nothing can race it. */
   async #create (state: SessionState, now: number): Promise<void> {
     const version = state.changes.version
-    const updates = takeUpdates(state)
+    const updates = state.takeUpdates()
     try {
       if (updates !== null) applyUpdates(state.data, updates)
       if (isEmpty(state.data)) {
@@ -201,8 +200,7 @@ export class Backend {
       }
       const baseline = state.done ? null : state.baseline()
       for (;;) {
-        if (state.id === '') state.id = generateId()
-        const key = this.keys.of(state.id)
+        const key = this.keys.of(state.ensureId())
         const encoded = this.codec.encode(state.toRecord(now), key)
         let written: boolean
         try {
@@ -218,7 +216,7 @@ export class Backend {
           return
         }
         // A new id that is taken (192 random bits: practically never): take another.
-        state.id = ''
+        state.collided()
       }
     } catch (err) {
       failUpdates(updates, err)
@@ -231,7 +229,7 @@ export class Backend {
     const key = this.keys.of(state.id)
     return new Promise<void>((resolve, reject) => {
       const job: Job = {
-        state, version: state.changes.version, updates: takeUpdates(state), baseline: state.done ? null : state.baseline(), resolve, reject
+        state, version: state.changes.version, updates: state.takeUpdates(), baseline: state.done ? null : state.baseline(), resolve, reject
       }
       const queue = this.#queues.get(key)
       if (queue !== undefined) {
@@ -365,11 +363,9 @@ export class Backend {
 
   #settle (job: Job, encoded: Encoded | undefined, data: Data, now: number): void {
     const state = job.state
-    if (!state.done) {
-      // A save in the middle of a request (save(), update()): the handler goes on with the merged data.
-      state.data = encoded === undefined ? {} : this.codec.open(encoded.stored, this.keys.of(state.id)).record.data
-    }
-    state.written(encoded, now, job.version, job.baseline)
+    // A save in the middle of a request (save(), update()): the handler goes on with a copy of the merged data.
+    const merged = state.done ? undefined : encoded === undefined ? {} : this.codec.open(encoded.stored, this.keys.of(state.id)).record.data
+    state.written(encoded, now, job.version, job.baseline, merged)
     settleUpdates(job.updates, data)
     job.resolve()
   }
@@ -415,8 +411,7 @@ export class Backend {
     if (keep !== undefined) for (const key of keep) if (Object.hasOwn(data, key)) kept[key] = data[key]
     state.restarted(kept, nowSeconds())
     if (previous !== undefined) {
-      // The new id now, so the event can name it; nothing is stored under it before the save.
-      const id = state.id = generateId()
+      const id = state.id
       publish('regenerated', () => ({ idHash: idHash(id), previousIdHash: idHash(previous), at: Date.now() }))
     }
   }
@@ -443,11 +438,6 @@ export class Backend {
   }
 }
 
-function takeUpdates (state: SessionState): Update[] | null {
-  const updates = state.changes.updates
-  state.changes.updates = null
-  return updates
-}
 
 /** Each update's function on the value as it stands; its result is what the update resolves with. */
 function applyUpdates (data: Data, updates: Update[]): void {

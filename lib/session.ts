@@ -2,7 +2,6 @@ import type { SessionKey, SessionValue } from '../types/index.js'
 import type { Backend } from './backend.js'
 import type { Data } from './record.js'
 import { FST_QUART_SESSION_CALLBACK, FST_QUART_SESSION_DISABLED, FST_QUART_SESSION_INVALID_ARGUMENT, FST_QUART_SESSION_INVALID_KEY } from './errors.js'
-import { generateId } from './id.js'
 import { UNCOMPARABLE, snapshot } from './snapshot.js'
 import { type SessionCookieOptions, checkSessionCookieOptions } from './cookie.js'
 import { SessionState } from './state.js'
@@ -53,10 +52,7 @@ export class Session {
 
   /** The session id (the cookie carries it, signed when a secret is set). */
   get id (): string {
-    const state = this[kState]
-    // A fresh session gets its id when something needs it: most never do (nothing stored).
-    if (state.id === '') state.id = generateId()
-    return state.id
+    return this[kState].ensureId()
   }
 
   /** The session id, as @fastify/session names it. */

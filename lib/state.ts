@@ -2,6 +2,7 @@ import type { SessionCookieOptions } from './cookie.js'
 import type { Dated } from './lifetime.js'
 import { type Data, type Encoded, type SessionRecord, isEmpty } from './record.js'
 import { UNCOMPARABLE, snapshot, unchanged } from './snapshot.js'
+import { generateId } from './id.js'
 
 /** A read-modify-write of one key waiting for the next save (session.update). */
 export interface Update {
@@ -103,6 +104,33 @@ export class SessionState implements Dated {
     this.cookieOptions = record?.cookie
   }
 
+  /** The id, made now if the session has none yet (most fresh sessions never need one). */
+  ensureId (): string {
+    if (this.id === '') this.id = generateId()
+    return this.id
+  }
+
+  /** A new id in place of one that is taken (192 random bits: practically never). */
+  collided (): void {
+    this.id = generateId()
+  }
+
+  /** Saving: the save in flight, which the next one waits for (undefined: done). */
+  saveStarted (saving: Promise<void>): void {
+    this.saving = saving
+  }
+
+  saveEnded (saving: Promise<void>): void {
+    if (this.saving === saving) this.saving = undefined
+  }
+
+  /** The read-modify-writes to apply at this save; later ones wait for the next. */
+  takeUpdates (): Update[] | null {
+    const updates = this.changes.updates
+    this.changes.updates = null
+    return updates
+  }
+
   /** The record this session would store now, last written or refreshed at `touched`. */
   toRecord (touched: number): SessionRecord {
     const record: SessionRecord = { data: this.data }
@@ -146,7 +174,9 @@ export class SessionState implements Dated {
    * The record was written as `encoded` (undefined: deleted, the session was emptied). `version`
    * and `baseline` were taken when the write began: changes made since stay pending.
    */
-  written (encoded: Encoded | undefined, now: number, version: number, baseline: Map<string, unknown> | null): void {
+  written (encoded: Encoded | undefined, now: number, version: number, baseline: Map<string, unknown> | null, data?: Data): void {
+    // A save in the middle of a request (save(), update()): the handler goes on with the merged data.
+    if (data !== undefined) this.data = data
     const changes = this.changes
     const later = changes.version !== version
     // Updates still listed came after this write took its own.
@@ -194,7 +224,11 @@ export class SessionState implements Dated {
   restarted (kept: Data, now: number): void {
     const had = this.stored !== undefined || this.hadCookie
     this.gone()
-    if (had) this.clearCookie = true
+    if (had) {
+      this.clearCookie = true
+      // Made now, so the event can name it; nothing is stored under it before the save.
+      this.id = generateId()
+    }
     this.data = kept
     this.created = now
     this.touched = now
