@@ -109,7 +109,7 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend, sign
   const reissued = new Set<string>()
 
   function fresh (address: string | undefined): Session {
-    return new Session(backend, new SessionState('', undefined, undefined, backend.permanent, pinner?.pin(address), nowSeconds()))
+    return new Session(backend, new SessionState({ permanent: backend.permanent, pin: pinner?.pin(address), now: nowSeconds() }))
   }
 
   function addressOf (request: FastifyRequest): string | undefined {
@@ -179,7 +179,7 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend, sign
       // Sessions from before protection was on, or pinned with an older secret, are pinned on their next write.
       pin = pinner.pin(address)
     }
-    const state = new SessionState(id, record, decoded, backend.permanent, pin, now)
+    const state = new SessionState({ id, record, encoded: decoded, permanent: backend.permanent, pin, now })
     state.hadCookie = true
     if (backend.lifetime.refreshDue(state, now)) state.changes.touch = true
     if (signed === undefined) {

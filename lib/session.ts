@@ -298,7 +298,7 @@ const rejectDisabled = (session: Session, verb: string, callback?: Callback | st
  */
 export class DisabledSession extends Session {
   constructor (backend: Backend, reason: string) {
-    const state = new SessionState('', undefined, undefined, false, undefined, 0)
+    const state = new SessionState({ permanent: false, now: 0 })
     state.data = Object.freeze({}) as Data
     state.disabled = reason
     state.done = true

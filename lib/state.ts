@@ -54,6 +54,20 @@ export class Changes {
   }
 }
 
+/** What a session starts from: nothing (a fresh session), or a record loaded under `id`. */
+export interface StateInit {
+  /** Omitted for a fresh session: it gets an id when one is needed. */
+  id?: string
+  record?: SessionRecord
+  /** The record's text as stored and as compared (what `record` was opened from). */
+  encoded?: Encoded
+  /** The default of `permanent` for a fresh session. */
+  permanent: boolean
+  pin?: string
+  /** Seconds since the epoch. */
+  now: number
+}
+
 /**
  * The private state of one session, with the transitions the core makes on it (loaded, written,
  * gone, restarted, destroyed). The session object owns it; the backend changes it only through
@@ -91,14 +105,15 @@ export class SessionState implements Dated {
   saving: Promise<void> | undefined = undefined
   readonly changes = new Changes()
 
-  constructor (id: string, record: SessionRecord | undefined, encoded: Encoded | undefined, permanent: boolean, pin: string | undefined, now: number) {
-    this.id = id
+  constructor (init: StateInit) {
+    const { record, encoded, now } = init
+    this.id = init.id ?? ''
     this.data = record?.data ?? {}
     this.stored = encoded?.stored
     this.plain = encoded?.plain
     this.isNew = encoded === undefined
-    this.permanent = record === undefined ? permanent : record.permanent !== false
-    this.pin = pin
+    this.permanent = record === undefined ? init.permanent : record.permanent !== false
+    this.pin = init.pin
     this.created = record?.created ?? now
     this.touched = record === undefined ? now : record.touched ?? 0
     this.cookieOptions = record?.cookie

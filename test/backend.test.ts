@@ -19,11 +19,11 @@ async function load (backend: Backend, id: string): Promise<SessionState> {
   const text = await backend.read(id)
   assert.ok(text !== undefined, 'stored')
   const decoded = backend.open(id, text)
-  return new SessionState(id, decoded.record, decoded, true, undefined, nowSeconds())
+  return new SessionState({ id, record: decoded.record, encoded: decoded, permanent: true, now: nowSeconds() })
 }
 
 async function create (backend: Backend, data: Record<string, unknown>): Promise<string> {
-  const state = new SessionState('', undefined, undefined, true, undefined, nowSeconds())
+  const state = new SessionState({ permanent: true, now: nowSeconds() })
   Object.assign(state.data, data)
   state.changes.dirty = true
   await backend.persist(state)

@@ -1,8 +1,8 @@
-import type { SessionStore } from '../store.js'
-import type { ResolvedOptions } from '../options.js'
-import type { IoredisLike } from './ioredis.js'
-import { MemoryStore } from './memory.js'
-import { FST_QUART_SESSION_INVALID_OPTION, FST_QUART_SESSION_MISSING_PACKAGE } from '../errors.js'
+import type { SessionStore } from './store.js'
+import type { ResolvedOptions } from './options.js'
+import type { IoredisLike } from './stores/ioredis.js'
+import { MemoryStore } from './stores/memory.js'
+import { FST_QUART_SESSION_INVALID_OPTION, FST_QUART_SESSION_MISSING_PACKAGE } from './errors.js'
 
 // Store construction from the plugin's options: the built-in adapters are loaded only when chosen,
 // since redis, ioredis and memcached are optional peer dependencies.
@@ -25,21 +25,21 @@ export async function createStore (options: ResolvedOptions): Promise<SessionSto
             throw new FST_QUART_SESSION_INVALID_OPTION(name, 'does not go with an ioredis "client": configure that client itself')
           }
         }
-        const { IoredisStore } = await loadAdapter('redis', 'ioredis', () => import('./ioredis.js'))
+        const { IoredisStore } = await loadAdapter('redis', 'ioredis', () => import('./stores/ioredis.js'))
         return new IoredisStore({ client: client as IoredisLike, timeout })
       }
-      const { RedisStore } = await loadAdapter('redis', 'redis', () => import('./redis.js'))
+      const { RedisStore } = await loadAdapter('redis', 'redis', () => import('./stores/redis.js'))
       return new RedisStore({
         uri: options.uri, client: client as never, sentinel: options.sentinel, clientSideCache: options.clientSideCache, timeout
       })
     }
     case 'memcached': {
-      const { MemcachedStore } = await loadAdapter('memcached', 'memcached', () => import('./memcached.js'))
+      const { MemcachedStore } = await loadAdapter('memcached', 'memcached', () => import('./stores/memcached.js'))
       return new MemcachedStore({ servers: options.servers, client: client as never, timeout })
     }
     case 'filesystem': {
       if (client !== undefined) throw new FST_QUART_SESSION_INVALID_OPTION('client', 'applies to types "redis" and "memcached" only')
-      const { FilesystemStore } = await import('./filesystem.js')
+      const { FilesystemStore } = await import('./stores/filesystem.js')
       return new FilesystemStore({ directory: options.directory, fileMode: options.fileMode, maxEntries: options.maxEntries })
     }
     default:
