@@ -36,6 +36,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The session of this request (inert, read-only, on routes without sessions). */
     session: RequestSession
+    /** The same object as `fastify.sessionStore` (@fastify/session has it on the request too). */
+    sessionStore: QuartDirectStore
   }
   interface FastifyInstance {
     /** The session backend used directly: `get(key)`, `set(key, value, expirySeconds?)`, `delete(key)`. */
