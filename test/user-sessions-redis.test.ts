@@ -1,7 +1,7 @@
 import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import Redis5 from 'ioredis5'
+import { Redis as Redis5 } from 'ioredis5'
 import { userSessionSuite, deviceApp, login } from './helpers/user-sessions.js'
 import { startRedis, type RedisServer } from './helpers/redis-server.js'
 import { startSentinelSetup, type SentinelSetup } from './helpers/redis-sentinel.js'
