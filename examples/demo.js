@@ -28,6 +28,9 @@ export function sessionOptionsFrom (env) {
   if (type === 'redis' && env.SESSION_URI) options.uri = env.SESSION_URI
   if (type === 'memcached' && env.SESSION_MEMCACHED) options.servers = env.SESSION_MEMCACHED.split(',').map((s) => s.trim()).filter(Boolean)
   if (type === 'filesystem' && env.SESSION_FILE_DIR) options.directory = env.SESSION_FILE_DIR
+  // The user's devices: sessions indexed by the signed-in name, with the browser and a coarse
+  // address stored for the list. Memcached cannot keep a per-user index safely (docs/sessions.md).
+  if (type !== 'memcached') Object.assign(options, { userId: 'username', deviceInfo: true })
   return options
 }
 
@@ -53,7 +56,26 @@ export async function buildDemo (env = process.env) {
     if (username === undefined) return page(signedOut(options.type))
     const visits = (session.get('visits') ?? 0) + 1
     session.set('visits', visits)
-    return page(signedIn(username, visits, session.get('cart') ?? [], options.type))
+    const devices = options.userId === undefined ? undefined : await request.sessionStore.listSessions(username, { current: session.handle })
+    return page(signedIn(username, visits, session.get('cart') ?? [], options.type, devices))
+  })
+
+  // Sign out one of the user's other devices: its session ends at once, on its next request it is signed out.
+  app.post('/devices/revoke', async (request, reply) => {
+    const username = request.session.get('username')
+    const handle = text(request.body?.handle)
+    if (username !== undefined && handle !== '' && options.userId !== undefined) await request.sessionStore.revokeSession(username, handle)
+    return reply.redirect('/', 303)
+  })
+
+  // "Sign out everywhere": every other session of the user, then this one (its cookie cleared too).
+  app.post('/devices/revoke-all', async (request, reply) => {
+    const username = request.session.get('username')
+    if (username !== undefined && options.userId !== undefined) {
+      await request.sessionStore.revokeUserSessions(username, { except: request.session.handle })
+    }
+    await request.session.destroy()
+    return reply.redirect('/', 303)
   })
 
   app.post('/login', async (request, reply) => {
@@ -126,7 +148,34 @@ function signedOut (type) {
 </form>`
 }
 
-function signedIn (username, visits, cart, type) {
+function devicesSection (devices) {
+  if (devices === undefined) return '<p class="hint">The device list needs a per-user index, which this backend does not keep.</p>'
+  const rows = devices.map((device) => {
+    const browser = escapeHtml(device.userAgent === undefined ? 'Unknown browser' : shortAgent(device.userAgent))
+    const where = device.address === undefined ? '' : ` · ${escapeHtml(device.address)}`
+    const when = `signed in ${escapeHtml(new Date(device.created).toISOString().slice(0, 19).replace('T', ' '))} UTC, last seen ${escapeHtml(new Date(device.lastSeen).toISOString().slice(11, 19))}`
+    const action = device.current
+      ? '<strong class="this-device">This device</strong>'
+      : `<form method="post" action="/devices/revoke"><input type="hidden" name="handle" value="${escapeHtml(device.handle)}"><button type="submit" class="secondary">Sign out this device</button></form>`
+    return `<li class="device${device.current ? ' current' : ''}" data-handle="${escapeHtml(device.handle)}"><span>${browser}${where}</span> <span class="hint">${when}</span> ${action}</li>`
+  })
+  return `<section>
+<h2>Your devices</h2>
+<ul id="devices">${rows.join('')}</ul>
+<form method="post" action="/devices/revoke-all">
+  <button type="submit" class="secondary">Sign out everywhere</button>
+</form>
+</section>`
+}
+
+/** "Chrome 140" or "Firefox 141" from a User-Agent header; the header itself otherwise. */
+function shortAgent (agent) {
+  const match = /(Firefox|Edg|Chrome|Safari)\/(\d+)/.exec(agent)
+  if (match === null) return agent.slice(0, 60)
+  return `${match[1] === 'Edg' ? 'Edge' : match[1]} ${match[2]}`
+}
+
+function signedIn (username, visits, cart, type, devices) {
   const items = cart.length === 0
     ? '<p class="empty">Your cart is empty.</p>'
     : `<ul id="cart">${cart.map((item) => `<li>${escapeHtml(item)}</li>`).join('')}</ul>`
@@ -141,6 +190,7 @@ ${items}
   <button type="submit">Add to cart</button>
 </form>
 </section>
+${devicesSection(devices)}
 <form method="post" action="/logout">
   <button type="submit" class="secondary">Sign out</button>
 </form>

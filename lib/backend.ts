@@ -9,6 +9,7 @@ import { StoreKeys, handleOf, idHash } from './keys.js'
 import { publish } from './events.js'
 import { Lifetime, nowSeconds } from './lifetime.js'
 import { merge } from './merge.js'
+import type { UserSessions } from './users.js'
 import { FST_QUART_SESSION_CONFLICT, FST_QUART_SESSION_GONE, backendError } from './errors.js'
 
 /**
@@ -64,6 +65,8 @@ export class Backend {
   readonly atomic: boolean
   readonly #getLocal: ((key: string) => string | null | undefined) | undefined
   readonly #queues = new Map<string, Queue>()
+  /** The per-user index (the `userId` option); undefined: sessions belong to nobody, at no cost. */
+  users: UserSessions | undefined = undefined
 
   constructor (store: SessionStore, options: ResolvedOptions, cookie: SessionCookie, signer: CookieSigner | undefined, codec?: RecordCodec) {
     this.store = store
@@ -179,12 +182,30 @@ export class Backend {
       if (!modified) changes.exposed = null
     }
     if (modified) {
-      if (state.stored === undefined) await this.#create(state, now)
+      if (this.users !== undefined) await this.#writeIndexed(state, now, this.users)
+      else if (state.stored === undefined) await this.#create(state, now)
       else await this.#enqueue(state)
     } else if (state.stored !== undefined && (changes.touch || this.lifetime.refreshDue(state, now))) {
       await this.#refresh(state, now)
     }
     changes.touch = false
+  }
+
+  /** A changed session with the per-user index on: the write, then its user's list if its user changed. */
+  async #writeIndexed (state: SessionState, now: number, users: UserSessions): Promise<void> {
+    const before = users.before(state)
+    if (state.stored === undefined) await this.#create(state, now)
+    else await this.#enqueue(state)
+    try {
+      await users.saved(state, before)
+    } catch (err) {
+      if ((err as { code?: unknown }).code === 'FST_QUART_SESSION_TOO_MANY_SESSIONS' && state.id !== '') {
+        // maxSessionsPerUser refused this login: the record just written goes, and no cookie names it.
+        await this.remove(state.id)
+        state.gone()
+      }
+      throw err
+    }
   }
 
   /** A session not stored yet: one conditional create (SET NX); its id is new, so nothing can race it. */
@@ -212,7 +233,7 @@ export class Backend {
           state.written(encoded, now, version, baseline)
           settleUpdates(updates, state.data)
           const id = state.id
-          publish('created', () => ({ idHash: idHash(id), at: Date.now() }))
+          publish('created', () => ({ idHash: idHash(id), user: this.users?.userOrNone(state.data), at: Date.now() }))
           return
         }
         // A new id that is taken (192 random bits: practically never): take another.
@@ -405,23 +426,52 @@ export class Backend {
   /** New id, old record removed, data emptied except `keep`. */
   async regenerate (state: SessionState, keep: string[] | undefined): Promise<void> {
     const previous = state.stored === undefined ? undefined : state.id
-    if (previous !== undefined) await this.remove(previous)
+    const user = previous === undefined ? undefined : this.#storedUser(state)
+    if (previous !== undefined) {
+      await this.remove(previous)
+      await this.#unlist(previous, user)
+    }
     const data = state.data
     const kept: Data = {}
     if (keep !== undefined) for (const key of keep) if (Object.hasOwn(data, key)) kept[key] = data[key]
     state.restarted(kept, nowSeconds())
     if (previous !== undefined) {
       const id = state.id
-      publish('regenerated', () => ({ idHash: idHash(id), previousIdHash: idHash(previous), at: Date.now() }))
+      publish('regenerated', () => ({ idHash: idHash(id), previousIdHash: idHash(previous), user, at: Date.now() }))
     }
   }
 
   /** Remove the record now and empty the session; its cookie is expired at the end of the request. */
   async destroy (state: SessionState): Promise<void> {
     const previous = state.stored === undefined ? undefined : state.id
-    if (previous !== undefined) await this.remove(previous)
+    const user = previous === undefined ? undefined : this.#storedUser(state)
+    if (previous !== undefined) {
+      await this.remove(previous)
+      await this.#unlist(previous, user)
+    }
     state.destroyed(nowSeconds(), this.permanent)
-    if (previous !== undefined) publish('destroyed', () => ({ idHash: idHash(previous), at: Date.now() }))
+    if (previous !== undefined) publish('destroyed', () => ({ idHash: idHash(previous), user, at: Date.now() }))
+  }
+
+  /** The user the stored record of a session names (per-user index on), for its entry and events. */
+  #storedUser (state: SessionState): string | undefined {
+    const users = this.users
+    if (users === undefined || state.stored === undefined) return undefined
+    try {
+      return users.userOrNone(this.open(state.id, state.stored).record.data)
+    } catch {
+      return undefined
+    }
+  }
+
+  /** A session ended here: out of its user's list (the record is already gone). */
+  async #unlist (id: string, user: string | undefined): Promise<void> {
+    if (user === undefined || this.users === undefined) return
+    try {
+      await this.users.ended(id, user)
+    } catch (err) {
+      throw backendError('delete', err)
+    }
   }
 
   /** Discard unsaved changes and read the session again. */

@@ -1,7 +1,8 @@
 import type { SessionStore } from './store.js'
 import type { Serializer } from './serializer.js'
 import type { StoreKeys } from './keys.js'
-import { FST_QUART_SESSION_CORRUPT_RECORD, FST_QUART_SESSION_INVALID_ARGUMENT, backendError } from './errors.js'
+import type { ListOptions, ListedSession, RevokeOptions, UserSessions } from './users.js'
+import { FST_QUART_SESSION_CORRUPT_RECORD, FST_QUART_SESSION_INVALID_ARGUMENT, FST_QUART_SESSION_NO_USER_INDEX, backendError } from './errors.js'
 
 /**
  * `fastify.sessionStore`: the session backend used directly, as a cache (Quart-Session's
@@ -14,11 +15,36 @@ export class DirectStore {
   readonly adapter: SessionStore
   readonly #serializer: Serializer
   readonly #keys: StoreKeys
+  readonly #users: UserSessions | undefined
 
-  constructor (adapter: SessionStore, serializer: Serializer, keys: StoreKeys) {
+  constructor (adapter: SessionStore, serializer: Serializer, keys: StoreKeys, users?: UserSessions) {
     this.adapter = adapter
     this.#serializer = serializer
     this.#keys = keys
+    this.#users = users
+  }
+
+  #index (verb: string): UserSessions {
+    if (this.#users === undefined) throw new FST_QUART_SESSION_NO_USER_INDEX(verb)
+    return this.#users
+  }
+
+  /**
+   * The user's live sessions, most recently seen first: what a "your devices" page shows. Pass
+   * `{ current: request.session.handle }` to have the asking session marked `current`.
+   */
+  async listSessions (userId: string | number, options?: ListOptions): Promise<ListedSession[]> {
+    return await this.#index('listSessions').list(userId, options)
+  }
+
+  /** End one of the user's sessions now, finally (like its own destroy()); resolves whether it was one of theirs. */
+  async revokeSession (userId: string | number, handle: string): Promise<boolean> {
+    return await this.#index('revokeSession').revoke(userId, handle)
+  }
+
+  /** End all of the user's sessions but `except` (a handle); resolves with how many ended. */
+  async revokeUserSessions (userId: string | number, options?: RevokeOptions): Promise<number> {
+    return await this.#index('revokeUserSessions').revokeAll(userId, options)
   }
 
   #check (key: unknown): asserts key is string {
@@ -27,6 +53,10 @@ export class DirectStore {
     }
     if (this.#keys.isSessionKey(key)) {
       throw new FST_QUART_SESSION_INVALID_ARGUMENT('key', `"${key}" has the shape of a session record's key (keyPrefix + a session id or its hash); choose keys outside that namespace`)
+    }
+    const prefix = this.#keys.prefix
+    if (key.startsWith(prefix + 'users:') || key.startsWith(prefix + 'due:')) {
+      throw new FST_QUART_SESSION_INVALID_ARGUMENT('key', `"${key}" is in the namespace of the per-user session index (keyPrefix + "users:" or "due:"); choose keys outside it`)
     }
   }
 

@@ -141,10 +141,36 @@ export const FST_QUART_SESSION_GONE = defineError<'FST_QUART_SESSION_GONE', [str
   409
 )
 
+export const FST_QUART_SESSION_TOO_MANY_SESSIONS = defineError<'FST_QUART_SESSION_TOO_MANY_SESSIONS', [number]>(
+  'FST_QUART_SESSION_TOO_MANY_SESSIONS',
+  'This account already has %d active sessions (maxSessionsPerUser, policy "refuse"): sign out on another device first',
+  409
+)
+
+export const FST_QUART_SESSION_NO_USER_INDEX = defineError<'FST_QUART_SESSION_NO_USER_INDEX', [string]>(
+  'FST_QUART_SESSION_NO_USER_INDEX',
+  'sessionStore.%s needs the per-user index: set the "userId" option (the session key that holds the user id, or (data) => id)',
+  500
+)
+
+export const FST_QUART_SESSION_INVALID_USER_ID = defineError<'FST_QUART_SESSION_INVALID_USER_ID', [string]>(
+  'FST_QUART_SESSION_INVALID_USER_ID',
+  'The user id of a session is %s; the "userId" option must give a non-empty string or a finite number (or undefined: no user). For an object such as a stored user, give userId as (data) => data.user?.id',
+  500,
+  TypeError
+)
+
+export const FST_QUART_SESSION_INDEX_UNSUPPORTED = defineError<'FST_QUART_SESSION_INDEX_UNSUPPORTED', [string, string]>(
+  'FST_QUART_SESSION_INDEX_UNSUPPORTED',
+  'The "userId" option (per-user session index) is not available with %s: %s',
+  500
+)
+
 // Errors whose message is safe for a client to read, as they come.
 const PUBLIC_CODES = new Set([
   'FST_QUART_SESSION_TIMEOUT', 'FST_QUART_SESSION_VALUE_TOO_LARGE', 'FST_QUART_SESSION_CONFLICT',
-  'FST_QUART_SESSION_CORRUPT_RECORD', 'FST_QUART_SESSION_SERIALIZE', 'FST_QUART_SESSION_GONE'
+  'FST_QUART_SESSION_CORRUPT_RECORD', 'FST_QUART_SESSION_SERIALIZE', 'FST_QUART_SESSION_GONE',
+  'FST_QUART_SESSION_TOO_MANY_SESSIONS', 'FST_QUART_SESSION_INVALID_USER_ID'
 ])
 
 /**

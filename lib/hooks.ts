@@ -254,6 +254,8 @@ export function createSaveHook (backend: Backend): SaveHook {
   }
 
   async function save (request: FastifyRequest, reply: FastifyReply, state: SessionState): Promise<void> {
+    // deviceInfo: the save that lists a session in its user's index records the client it came from.
+    if (backend.users?.wantsDevice === true) backend.users.note(state, request)
     try {
       await backend.persist(state)
     } catch (err) {

@@ -11,6 +11,7 @@ import { createStore } from './store-factory.js'
 import { FST_QUART_SESSION_CONNECT, FST_QUART_SESSION_INVALID_OPTION } from './errors.js'
 import { kSession, kStaticRoute } from './symbols.js'
 import { checkRegistration } from './registration.js'
+import { startUserIndex } from './users-plugin.js'
 
 async function quartSession (fastify: FastifyInstance, opts: QuartSessionOptions): Promise<void> {
   checkRegistration(fastify)
@@ -38,7 +39,8 @@ async function quartSession (fastify: FastifyInstance, opts: QuartSessionOptions
   const cookie = new SessionCookie(options.cookieName, options.cookie, options.maxAge)
   const backend = new Backend(store, options, cookie, signer)
 
-  const sessionStore = new DirectStore(store, options.serializer, backend.keys)
+  const users = await startUserIndex(fastify, options, store, backend)
+  const sessionStore = new DirectStore(store, options.serializer, backend.keys, users)
   fastify.decorate('sessionStore', sessionStore)
   // @fastify/session has it on the request too: admin and "log out other devices" code uses it.
   fastify.decorateRequest('sessionStore', {
@@ -86,6 +88,8 @@ export type { CookieOptions } from './cookie.js'
 export type { Serializer } from './serializer.js'
 export { devalueSerializer } from './serializer.js'
 export { DirectStore } from './direct.js'
+export type { ListedSession, ListOptions, RevokeOptions } from './users.js'
+export type { SessionIndex, IndexEntry, UserEntries } from './session-index.js'
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js'
 export { FilesystemStore, type FilesystemStoreOptions, type SweepResult } from './stores/filesystem.js'
 export { connectStore, type ConnectStoreLike, type ConnectStoreOptions } from './connect.js'

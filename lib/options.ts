@@ -81,6 +81,24 @@ export interface QuartSessionOptions {
   timeout?: number
   /** Most sessions the memory or filesystem store keeps (`SESSION_FILE_THRESHOLD`); beyond it the least recently used (memory) or oldest (filesystem) go. Default 10 000. */
   maxEntries?: number
+  /**
+   * Turns on the per-user index (docs/sessions.md): the session key that holds the user's id, or
+   * `(data) => id | undefined`. Off by default.
+   */
+  userId?: string | ((data: Record<string, unknown>) => string | number | undefined | null)
+  /** Most sessions one user may have: `n` (drop the oldest) or `{ limit, policy }`. Needs `userId`. */
+  maxSessionsPerUser?: number | { limit: number, policy?: 'drop-oldest' | 'refuse' }
+  /** Store the User-Agent and a coarse client address with each session in its user's list. Needs `userId`. Default `false`. */
+  deviceInfo?: boolean | { userAgent?: boolean, address?: boolean }
+}
+
+/** The per-user index options, resolved (lib/users.ts). */
+export interface UserIndexOptions {
+  resolve: (data: Record<string, unknown>) => unknown
+  limit: number
+  policy: 'drop-oldest' | 'refuse'
+  userAgent: boolean
+  address: boolean
 }
 
 export interface ResolvedOptions {
@@ -109,6 +127,8 @@ export interface ResolvedOptions {
   serializer: Serializer
   timeout: number
   maxEntries: number
+  /** undefined: no per-user index. */
+  users: UserIndexOptions | undefined
   /**
    * Problems that are not errors, for the plugin to log once at registration (resolveOptions has
    * no logger): a weak older secret of a rotation, a secret that is present but undefined.
@@ -124,7 +144,8 @@ const FASTIFY_REGISTER_OPTIONS = new Set(['prefix', 'logLevel', 'logSerializers'
 const OPTION_NAMES = new Set([
   'type', 'store', 'uri', 'client', 'sentinel', 'clientSideCache', 'servers', 'keyPrefix', 'secret', 'cookieName',
   'cookie', 'maxAge', 'rolling', 'absoluteMaxAge', 'maxRecordBytes', 'permanent', 'protection', 'reverseProxy',
-  'staticFiles', 'serializer', 'timeout', 'maxEntries', 'directory', 'fileMode'
+  'staticFiles', 'serializer', 'timeout', 'maxEntries', 'directory', 'fileMode',
+  'userId', 'maxSessionsPerUser', 'deviceInfo'
 ])
 // Options of @fastify/session and express-session that code being migrated still passes: the
 // refusal says what they became (docs/migration.md maps them all).
@@ -315,7 +336,10 @@ export function resolveOptions (input: QuartSessionOptions | undefined): Resolve
     throw invalid('maxEntries', `must be a whole number above 0, got ${describe(maxEntries)}`)
   }
 
+  const users = resolveUserIndex(options)
+
   return {
+    users,
     type: type as SessionType,
     store: store as SessionStore | undefined,
     uri,
@@ -434,4 +458,54 @@ function resolveCookie (input: unknown): ResolvedOptions['cookie'] {
     partitioned: partitioned as boolean | undefined,
     priority: priority as CookieOptions['priority']
   }
+}
+
+/** `userId`, `maxSessionsPerUser`, `deviceInfo`: the per-user index, off unless `userId` is set. */
+function resolveUserIndex (options: Record<string, unknown>): UserIndexOptions | undefined {
+  const { userId, maxSessionsPerUser, deviceInfo } = options
+  if (userId === undefined) {
+    for (const name of ['maxSessionsPerUser', 'deviceInfo']) {
+      if (options[name] !== undefined) throw invalid(name, 'needs the "userId" option (the session key that holds the user id, or (data) => id)')
+    }
+    return undefined
+  }
+  let resolve: UserIndexOptions['resolve']
+  if (typeof userId === 'string' && userId.length > 0 && userId !== '__proto__') {
+    resolve = (data) => Object.hasOwn(data, userId) ? data[userId] : undefined
+  } else if (typeof userId === 'function') {
+    resolve = userId as UserIndexOptions['resolve']
+  } else {
+    throw invalid('userId', `must be the name of the session key that holds the user id, or a function (data) => id | undefined, got ${describe(userId)}`)
+  }
+  let limit = 0
+  let policy: UserIndexOptions['policy'] = 'drop-oldest'
+  if (maxSessionsPerUser !== undefined) {
+    const given = typeof maxSessionsPerUser === 'object' && maxSessionsPerUser !== null ? maxSessionsPerUser as Record<string, unknown> : { limit: maxSessionsPerUser }
+    for (const name of Object.keys(given)) {
+      if (name !== 'limit' && name !== 'policy') throw invalid(`maxSessionsPerUser.${name}`, 'unknown setting; known are limit, policy')
+    }
+    if (typeof given.limit !== 'number' || !Number.isSafeInteger(given.limit) || given.limit < 1) {
+      throw invalid('maxSessionsPerUser', `must be a whole number above 0 or { limit, policy: 'drop-oldest' | 'refuse' }, got ${describe(maxSessionsPerUser)}`)
+    }
+    limit = given.limit
+    if (given.policy !== undefined) {
+      if (given.policy !== 'drop-oldest' && given.policy !== 'refuse') throw invalid('maxSessionsPerUser.policy', `must be 'drop-oldest' or 'refuse', got ${describe(given.policy)}`)
+      policy = given.policy
+    }
+  }
+  let userAgent = false
+  let address = false
+  if (deviceInfo === true) {
+    userAgent = address = true
+  } else if (typeof deviceInfo === 'object' && deviceInfo !== null && !Array.isArray(deviceInfo)) {
+    for (const [name, value] of Object.entries(deviceInfo)) {
+      if (name !== 'userAgent' && name !== 'address') throw invalid(`deviceInfo.${name}`, 'unknown setting; known are userAgent, address')
+      if (typeof value !== 'boolean') throw invalid(`deviceInfo.${name}`, 'must be true or false')
+    }
+    userAgent = (deviceInfo as { userAgent?: boolean }).userAgent === true
+    address = (deviceInfo as { address?: boolean }).address === true
+  } else if (deviceInfo !== undefined && deviceInfo !== false) {
+    throw invalid('deviceInfo', `must be true, false or { userAgent?, address? }, got ${describe(deviceInfo)}`)
+  }
+  return { resolve, limit, policy, userAgent, address }
 }

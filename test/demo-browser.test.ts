@@ -190,7 +190,8 @@ describe('demo app in a real browser', { skip }, () => {
             assert.equal(await page.locator('#username').textContent(), username, 'the session survived the restart')
             assert.deepEqual(await cartItems(page), ['apple', 'pear & <plum>'])
             await signOut(page, first, again.url)
-            assert.deepEqual(await readdir(env.SESSION_FILE_DIR), [], 'the session file is gone after sign-out')
+            // The per-user index has a folder of its own there (users/); no session file is left.
+            assert.deepEqual((await readdir(env.SESSION_FILE_DIR)).filter((name) => name !== 'users'), [], 'the session file is gone after sign-out')
           } finally {
             await again.stop()
           }
@@ -202,6 +203,53 @@ describe('demo app in a real browser', { skip }, () => {
       } finally {
         await first.close()
         await second.close()
+        await demo.stop()
+      }
+    })
+  }
+
+  for (const backend of backends.filter((b) => b.name !== 'filesystem')) {
+    it(`lists the user's devices; one signs out another, then everywhere (${backend.name})`, { timeout: 60_000 }, async () => {
+      const demo = await startDemo(await backend.env())
+      const contexts = await Promise.all([1, 2, 3].map(async (n) => await browser.newContext({ userAgent: `Mozilla/5.0 Chrome/${130 + n}.0 Safari/537.36` })))
+      try {
+        const [laptop, phone, tablet] = await Promise.all(contexts.map(async (context) => await context.newPage()))
+        const user = `Grace ${backend.name}`
+        // Two devices: each lists both, itself marked.
+        await signIn(laptop, demo.url, user)
+        await signIn(phone, demo.url, user)
+        await laptop.reload()
+        assert.equal(await laptop.locator('#devices li').count(), 2)
+        assert.equal(await laptop.locator('#devices li.current').count(), 1)
+        assert.match(await laptop.locator('#devices li.current').textContent() ?? '', /Chrome 131/, 'this device is the laptop')
+        assert.match(await laptop.locator('#devices li.current').textContent() ?? '', /This device/)
+        assert.equal(await laptop.locator('#devices li.current form').count(), 0, 'no revoke button on this device')
+        assert.match(await laptop.locator('#devices li:not(.current)').textContent() ?? '', /Chrome 132/)
+        assert.match(await laptop.locator('#devices li:not(.current)').textContent() ?? '', /127\.0\.0\.0\/24/, 'a coarse address')
+
+        // The laptop signs out the phone: the phone is signed out on its next request.
+        await Promise.all([laptop.waitForURL(demo.url), laptop.locator('#devices li:not(.current) form[action="/devices/revoke"] button').click()])
+        assert.equal(await laptop.locator('#devices li').count(), 1, 'the phone is gone from the list')
+        assert.equal(await laptop.locator('#username').textContent(), user, 'the laptop stays signed in')
+        await phone.reload()
+        assert.equal(await phone.locator('form[action="/login"]').count(), 1, 'the phone is signed out')
+
+        // Three devices; "sign out everywhere" from the tablet signs out all of them.
+        await signIn(phone, demo.url, user)
+        await signIn(tablet, demo.url, user)
+        await tablet.reload()
+        assert.equal(await tablet.locator('#devices li').count(), 3)
+        assert.equal(await tablet.locator('#devices li.current').count(), 1)
+        await Promise.all([tablet.waitForURL(demo.url), tablet.locator('form[action="/devices/revoke-all"] button').click()])
+        for (const page of [tablet, laptop, phone]) {
+          await page.goto(demo.url)
+          assert.equal(await page.locator('form[action="/login"]').count(), 1, 'signed out everywhere')
+        }
+        assert.equal(await sessionCookie(contexts[2]), undefined, 'the tablet\'s cookie is cleared')
+      } catch (error) {
+        throw new Error(`${(error as Error).message}\n--- demo output ---\n${demo.output()}`, { cause: error })
+      } finally {
+        for (const context of contexts) await context.close()
         await demo.stop()
       }
     })

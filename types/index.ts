@@ -36,7 +36,7 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The session of this request (inert, read-only, on routes without sessions). */
     session: RequestSession
-    /** `fastify.sessionStore`, as @fastify/session has it on the request. */
+    /** The same object as `fastify.sessionStore` (@fastify/session has it on the request too). */
     sessionStore: QuartDirectStore
   }
   interface FastifyInstance {
