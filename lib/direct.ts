@@ -1,6 +1,7 @@
 import type { SessionStore } from './store.js'
 import type { Serializer } from './serializer.js'
 import type { StoreKeys } from './keys.js'
+import type { RecordCipher } from './record.js'
 import { FST_QUART_SESSION_CORRUPT_RECORD, FST_QUART_SESSION_INVALID_ARGUMENT, backendError } from './errors.js'
 
 /**
@@ -14,11 +15,14 @@ export class DirectStore {
   readonly adapter: SessionStore
   readonly #serializer: Serializer
   readonly #keys: StoreKeys
+  /** With `encryptionKey`: values are encrypted too, bound to their key. */
+  readonly #cipher: RecordCipher | undefined
 
-  constructor (adapter: SessionStore, serializer: Serializer, keys: StoreKeys) {
+  constructor (adapter: SessionStore, serializer: Serializer, keys: StoreKeys, cipher?: RecordCipher) {
     this.adapter = adapter
     this.#serializer = serializer
     this.#keys = keys
+    this.#cipher = cipher
   }
 
   #check (key: unknown): asserts key is string {
@@ -39,6 +43,8 @@ export class DirectStore {
       throw backendError('read', err)
     }
     if (text === undefined) return undefined
+    // Refused (FST_QUART_SESSION_CORRUPT_RECORD) when no key opens it, or it was copied from another key.
+    if (this.#cipher !== undefined) text = this.#cipher.open(text, key)
     try {
       return this.#serializer.parse(text) as T
     } catch (err) {
@@ -57,7 +63,8 @@ export class DirectStore {
       }
       ttl = Math.ceil(expirySeconds)
     }
-    const text = this.#serializer.stringify(value)
+    const plain = this.#serializer.stringify(value)
+    const text = this.#cipher === undefined ? plain : this.#cipher.seal(plain, key)
     try {
       await this.adapter.set(key, text, ttl)
     } catch (err) {

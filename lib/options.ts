@@ -81,6 +81,17 @@ export interface QuartSessionOptions {
   timeout?: number
   /** Most sessions the memory or filesystem store keeps (`SESSION_FILE_THRESHOLD`); beyond it the least recently used (memory) or oldest (filesystem) go. Default 10 000. */
   maxEntries?: number
+  /**
+   * Encrypts records (and direct-store values) at rest with AES-256-GCM, bound to their store key:
+   * a string of at least 32 characters, or an array (the first encrypts, all decrypt). Default off.
+   */
+  encryptionKey?: string | string[]
+  /** Read records stored under plain ids by versions before derived keys, once, and move them. Default `true` in 0.x. */
+  legacyKeys?: boolean
+  /** Seconds after which a session's id is replaced on its next request (data kept). Default off. */
+  renewAfter?: number
+  /** Seconds the replaced id keeps answering (parallel requests of one page). Default 30 with `renewAfter`. */
+  renewGrace?: number
 }
 
 export interface ResolvedOptions {
@@ -109,6 +120,12 @@ export interface ResolvedOptions {
   serializer: Serializer
   timeout: number
   maxEntries: number
+  /** undefined = off. */
+  encryptionKeys: string[] | undefined
+  legacyKeys: boolean
+  /** 0 = off. */
+  renewAfter: number
+  renewGrace: number
   /**
    * Problems that are not errors, for the plugin to log once at registration (resolveOptions has
    * no logger): a weak older secret of a rotation, a secret that is present but undefined.
@@ -124,7 +141,8 @@ const FASTIFY_REGISTER_OPTIONS = new Set(['prefix', 'logLevel', 'logSerializers'
 const OPTION_NAMES = new Set([
   'type', 'store', 'uri', 'client', 'sentinel', 'clientSideCache', 'servers', 'keyPrefix', 'secret', 'cookieName',
   'cookie', 'maxAge', 'rolling', 'absoluteMaxAge', 'maxRecordBytes', 'permanent', 'protection', 'reverseProxy',
-  'staticFiles', 'serializer', 'timeout', 'maxEntries', 'directory', 'fileMode'
+  'staticFiles', 'serializer', 'timeout', 'maxEntries', 'directory', 'fileMode',
+  'encryptionKey', 'legacyKeys', 'renewAfter', 'renewGrace'
 ])
 // Options of @fastify/session and express-session that code being migrated still passes: the
 // refusal says what they became (docs/migration.md maps them all).
@@ -340,8 +358,40 @@ export function resolveOptions (input: QuartSessionOptions | undefined): Resolve
     serializer: serializer as Serializer,
     timeout,
     maxEntries,
+    ...resolveSecurity(options),
     warnings
   }
+}
+
+/** Encryption at rest, legacy keys and id renewal (docs/security.md): their own block, checked together. */
+function resolveSecurity (options: Record<string, unknown>): Pick<ResolvedOptions, 'encryptionKeys' | 'legacyKeys' | 'renewAfter' | 'renewGrace'> {
+  let encryptionKeys: string[] | undefined
+  const key = options.encryptionKey
+  if (key !== undefined) {
+    const isArray = Array.isArray(key)
+    const keys: unknown[] = isArray ? [...key] : [key]
+    if (keys.length === 0) throw invalid('encryptionKey', 'the array is empty; give at least one key (the first encrypts, all decrypt)')
+    keys.forEach((k, index) => {
+      const name = isArray ? `encryptionKey[${index}]` : 'encryptionKey'
+      if (typeof k !== 'string') throw invalid(name, `must be a string or an array of strings, got ${describe(k)}`)
+      // Every entry once encrypted records, so every one must have been strong.
+      if (k.length < MIN_SECRET_LENGTH) throw invalid(name, `must have ${MIN_SECRET_LENGTH} characters or more, got ${k.length} (e.g. \`openssl rand -base64 48\`)`)
+    })
+    encryptionKeys = keys as string[]
+  }
+  const legacyKeys = boolean(options, 'legacyKeys', true)
+  const renewAfter = options.renewAfter ?? 0
+  if (typeof renewAfter !== 'number' || !Number.isSafeInteger(renewAfter) || renewAfter < 0 || renewAfter > MAX_LIFETIME) {
+    throw invalid('renewAfter', `must be a whole number of seconds up to ${MAX_LIFETIME} (0 = off), got ${describe(renewAfter)}`)
+  }
+  const grace = options.renewGrace
+  if (grace !== undefined) {
+    if (typeof grace !== 'number' || !Number.isSafeInteger(grace) || grace < 1 || grace > 3600) {
+      throw invalid('renewGrace', `must be a whole number of seconds from 1 to 3600, got ${describe(grace)}`)
+    }
+    if (renewAfter === 0) throw invalid('renewGrace', 'applies with "renewAfter" only; set renewAfter (seconds) to renew ids')
+  }
+  return { encryptionKeys, legacyKeys, renewAfter, renewGrace: grace ?? 30 }
 }
 
 /**
