@@ -10,6 +10,7 @@ import { publish } from './events.js'
 import { generateId } from './id.js'
 import { Lifetime, nowSeconds } from './lifetime.js'
 import { merge } from './merge.js'
+import { moveLegacy } from './legacy.js'
 import { FST_QUART_SESSION_CONFLICT, FST_QUART_SESSION_GONE, backendError } from './errors.js'
 
 /**
@@ -63,6 +64,8 @@ export class Backend {
   readonly signer: CookieSigner | undefined
   /** Adapters without compareAndSet: the last write wins (documented). */
   readonly atomic: boolean
+  /** Look for records under plain ids (earlier versions) on a miss, and move them. */
+  readonly legacyKeys: boolean
   readonly #getLocal: ((key: string) => string | null | undefined) | undefined
   readonly #queues = new Map<string, Queue>()
 
@@ -75,18 +78,27 @@ export class Backend {
     this.cookie = cookie
     this.signer = signer
     this.atomic = typeof store.compareAndSet === 'function'
+    this.legacyKeys = options.legacyKeys
     this.#getLocal = typeof store.getLocal === 'function' ? store.getLocal.bind(store) : undefined
   }
 
   /** The stored text of a session; adapter errors come as they are (map them with `backendError`). */
   read (id: string): Promise<string | undefined> {
     // No async wrapper: the load path awaits the adapter's own promise, one hop fewer per request.
-    return this.store.get(this.keys.of(id))
+    const read = this.store.get(this.keys.of(id))
+    return this.legacyKeys ? read.then((text) => text ?? this.#moveLegacy(id)) : read
   }
 
   /** The stored text when the adapter holds it in this process (`null`: known absent); undefined: ask `read`. */
   readLocal (id: string): string | null | undefined {
-    return this.#getLocal?.(this.keys.of(id))
+    const local = this.#getLocal?.(this.keys.of(id))
+    // Absent under the derived key: `read` looks under the legacy one.
+    return local === null && this.legacyKeys ? undefined : local
+  }
+
+  /** A record of an earlier version under the plain id (legacyKeys), moved to the derived key. */
+  #moveLegacy (id: string): Promise<string | undefined> {
+    return moveLegacy(this.store, this.keys, this.codec, this.lifetime, id)
   }
 
   /** A stored text as a record this session may own; throws FST_QUART_SESSION_CORRUPT_RECORD. */
