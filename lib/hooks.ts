@@ -10,6 +10,7 @@ import { isValidId } from './id.js'
 import { type CookieSigner, readCookie } from './signing.js'
 import { FST_QUART_SESSION_INVALID_OPTION, backendError } from './errors.js'
 import { kState, kStaticRoute, kSession } from './symbols.js'
+import { keepCookieOutOfCaches, publicCacheWarning } from './cache-control.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -233,6 +234,7 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend, sign
 export function createSaveHook (backend: Backend): SaveHook {
   const cookie = backend.cookie
   let hinted = false
+  const warnPublicCache = publicCacheWarning()
 
   /** A Secure cookie on plain http never comes back; right behind a TLS proxy, a puzzle without one. */
   function hintSecure (request: FastifyRequest): void {
@@ -245,10 +247,12 @@ export function createSaveHook (backend: Backend): SaveHook {
     if (state.sendCookie) {
       const lifetime = backend.persistent(state) ? backend.cookieLifetime(state, nowSeconds()) : undefined
       cookie.set(request, reply, backend.cookieValue(state), lifetime, state.cookieOptions)
+      keepCookieOutOfCaches(request, reply, warnPublicCache)
       state.sendCookie = false
       if (!hinted && (state.cookieOptions?.secure ?? cookie.options.secure) === true && request.protocol !== 'https') hintSecure(request)
     } else if (state.clearCookie) {
       cookie.clear(request, reply, state.cookieOptions)
+      keepCookieOutOfCaches(request, reply, warnPublicCache)
       state.clearCookie = false
     }
   }
