@@ -30,7 +30,7 @@ export class DirectStore {
       throw new FST_QUART_SESSION_INVALID_ARGUMENT('key', 'must be a non-empty string')
     }
     if (this.#keys.isSessionKey(key)) {
-      throw new FST_QUART_SESSION_INVALID_ARGUMENT('key', `"${key}" has the shape of a session record's key (keyPrefix + a session id or its hash); choose keys outside that namespace`)
+      throw new FST_QUART_SESSION_INVALID_ARGUMENT('key', 'the key has the shape of a session record\'s key (keyPrefix + a session id or its hash); choose keys outside that namespace')
     }
   }
 

@@ -3,6 +3,8 @@ import type { RecordCodec } from './record.js'
 import type { StoreKeys } from './keys.js'
 import type { Lifetime } from './lifetime.js'
 import { nowSeconds } from './lifetime.js'
+import { idHash } from './keys.js'
+import { messageOf } from './stores/shared.js'
 
 // Versions before derived store keys kept a record under keyPrefix + the id itself. With
 // `legacyKeys` (default true in 0.x, gone in 1.0) such a record is read once, on a miss of the
@@ -19,6 +21,27 @@ const WINNER_PAUSE_MS = 25
  * written back by a slower request that read the legacy record before it was claimed.
  */
 export async function moveLegacy (store: SessionStore, keys: StoreKeys, codec: RecordCodec, lifetime: Lifetime, id: string): Promise<string | undefined> {
+  try {
+    return await move(store, keys, codec, lifetime, id)
+  } catch (err) {
+    throw redacted(err, id)
+  }
+}
+
+/**
+ * The legacy key holds the raw id, and an adapter's error may quote its key (a file path, a
+ * command): such an error reaches the log with the id replaced by its hash.
+ */
+function redacted (err: unknown, id: string): unknown {
+  const cause = (err as { cause?: unknown })?.cause
+  let message = messageOf(err)
+  if (cause !== undefined) message += ` (${messageOf(cause)})`
+  if (!message.includes(id)) return err
+  const code = (err as { code?: unknown })?.code
+  return Object.assign(new Error(message.replaceAll(id, `<id ${idHash(id)}>`)), code === undefined ? {} : { code })
+}
+
+async function move (store: SessionStore, keys: StoreKeys, codec: RecordCodec, lifetime: Lifetime, id: string): Promise<string | undefined> {
   const legacyKey = keys.legacyOf(id)
   if (legacyKey === undefined) return undefined
   const text = await store.get(legacyKey)
