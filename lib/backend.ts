@@ -11,6 +11,7 @@ import { generateId } from './id.js'
 import { Lifetime, nowSeconds } from './lifetime.js'
 import { merge } from './merge.js'
 import { moveLegacy } from './legacy.js'
+import { Renewal, isMarker } from './renewal.js'
 import { FST_QUART_SESSION_CONFLICT, FST_QUART_SESSION_GONE, backendError } from './errors.js'
 
 /**
@@ -24,6 +25,9 @@ const pause = async (attempt: number): Promise<void> => {
   const ms = Math.random() * Math.min(MAX_PAUSE_MS, 2 ** attempt)
   await new Promise((resolve) => setTimeout(resolve, ms))
 }
+
+/** A record read back by a save; `key` when it was found through a forward marker (renewal). */
+type Latest = Decoded & { key?: string }
 
 /** One session's save waiting in its key's queue. */
 interface Job {
@@ -66,6 +70,8 @@ export class Backend {
   readonly atomic: boolean
   /** Look for records under plain ids (earlier versions) on a miss, and move them. */
   readonly legacyKeys: boolean
+  /** With `renewAfter`: replaces old ids, follows forward markers. */
+  readonly renewal: Renewal | undefined
   readonly #getLocal: ((key: string) => string | null | undefined) | undefined
   readonly #queues = new Map<string, Queue>()
 
@@ -79,6 +85,7 @@ export class Backend {
     this.signer = signer
     this.atomic = typeof store.compareAndSet === 'function'
     this.legacyKeys = options.legacyKeys
+    this.renewal = options.renewAfter > 0 ? new Renewal(store, this.codec, this.keys, this.lifetime, options.renewAfter, options.renewGrace) : undefined
     this.#getLocal = typeof store.getLocal === 'function' ? store.getLocal.bind(store) : undefined
   }
 
@@ -94,6 +101,11 @@ export class Backend {
     const local = this.#getLocal?.(this.keys.of(id))
     // Absent under the derived key: `read` looks under the legacy one.
     return local === null && this.legacyKeys ? undefined : local
+  }
+
+  /** Where a session's record is: under its id's key, or where the marker of its renewed id points. */
+  keyOf (state: SessionState): string {
+    return state.forward ?? this.keys.of(state.id)
   }
 
   /** A record of an earlier version under the plain id (legacyKeys), moved to the derived key. */
@@ -240,7 +252,7 @@ export class Backend {
 
   /** Join (or open) the queue of this session's key; the queue writes waiting saves together. */
   #enqueue (state: SessionState): Promise<void> {
-    const key = this.keys.of(state.id)
+    const key = this.keyOf(state)
     return new Promise<void>((resolve, reject) => {
       const job: Job = {
         state, version: state.changes.version, updates: takeUpdates(state), baseline: state.done ? null : state.baseline(), resolve, reject
@@ -322,7 +334,17 @@ export class Backend {
       if (attempt === 1) deadline = Date.now() + RETRY_FOR_MS
       else if (Date.now() > deadline) throw new FST_QUART_SESSION_CONFLICT(attempt)
       else await pause(attempt)
-      current = await this.#latest(key, now)
+      const latest = await this.#latest(key, now)
+      current = latest
+      if (latest?.key !== undefined) {
+        // Renewed by another request meanwhile: these saves go on through its marker, under the new key.
+        key = latest.key
+        for (const job of batch) {
+          job.state.forward = key
+          // The renewed record's id time, or the next request would renew it again.
+          job.state.born = latest.record.born ?? job.state.born
+        }
+      }
       if (current === undefined) {
         // Destroyed, regenerated, revoked or expired since these requests read it: their changes
         // die with it, and the id is never written back.
@@ -352,14 +374,14 @@ export class Backend {
   #base (state: SessionState): Data {
     if (state.stored === undefined) return {}
     try {
-      return this.codec.open(state.stored, this.keys.of(state.id)).record.data
+      return this.codec.open(state.stored, this.keyOf(state)).record.data
     } catch {
       return {}
     }
   }
 
   /** The record under `key` now, unless it is gone, unreadable or past its lifetime. */
-  async #latest (key: string, now: number): Promise<Decoded | undefined> {
+  async #latest (key: string, now: number): Promise<Latest | undefined> {
     let text: string | undefined
     try {
       text = await this.store.get(key)
@@ -367,19 +389,33 @@ export class Backend {
       throw backendError('save', err)
     }
     if (text === undefined) return undefined
+    let decoded: Decoded
     try {
-      const decoded = this.codec.open(text, key)
-      return this.lifetime.expired(decoded.record, now) ? undefined : decoded
+      decoded = this.codec.open(text, key)
     } catch {
       return undefined
     }
+    if (isMarker(decoded.record)) return await this.#follow(decoded, now)
+    return this.lifetime.expired(decoded.record, now) ? undefined : decoded
+  }
+
+  /** A forward marker met by a save or reload: the renewed record and its key (renewal off: gone). */
+  async #follow (marker: Decoded, now: number): Promise<Latest | undefined> {
+    if (this.renewal === undefined) return undefined
+    let outcome
+    try {
+      outcome = await this.renewal.follow(marker.record, now)
+    } catch (err) {
+      throw backendError('save', err)
+    }
+    return outcome.kind === 'forward' ? { ...outcome.decoded, key: outcome.key } : undefined
   }
 
   #settle (job: Job, encoded: Encoded | undefined, data: Data, now: number): void {
     const state = job.state
     if (!state.done) {
       // A save in the middle of a request (save(), update()): the handler goes on with the merged data.
-      state.data = encoded === undefined ? {} : this.codec.open(encoded.stored, this.keys.of(state.id)).record.data
+      state.data = encoded === undefined ? {} : this.codec.open(encoded.stored, this.keyOf(state)).record.data
     }
     state.written(encoded, now, job.version, job.baseline)
     settleUpdates(job.updates, data)
@@ -398,7 +434,7 @@ export class Backend {
 
   /** Restart the record's lifetime: rewritten with its new `touched`, only if it is still the one loaded. */
   async #refresh (state: SessionState, now: number): Promise<void> {
-    const key = this.keys.of(state.id)
+    const key = this.keyOf(state)
     // Saves of this session are in flight here: each of them restarts the lifetime anyway.
     if (this.#queues.has(key)) return
     const stored = state.stored as string
@@ -421,7 +457,7 @@ export class Backend {
   /** New id, old record removed, data emptied except `keep`. */
   async regenerate (state: SessionState, keep: string[] | undefined): Promise<void> {
     const previous = state.stored === undefined ? undefined : state.id
-    if (previous !== undefined) await this.remove(previous)
+    if (previous !== undefined) await this.#removeAll(state)
     const data = state.data
     const kept: Data = {}
     if (keep !== undefined) for (const key of keep) if (Object.hasOwn(data, key)) kept[key] = data[key]
@@ -436,9 +472,20 @@ export class Backend {
   /** Remove the record now and empty the session; its cookie is expired at the end of the request. */
   async destroy (state: SessionState): Promise<void> {
     const previous = state.stored === undefined ? undefined : state.id
-    if (previous !== undefined) await this.remove(previous)
+    if (previous !== undefined) await this.#removeAll(state)
     state.destroyed(nowSeconds(), this.permanent)
     if (previous !== undefined) publish('destroyed', () => ({ idHash: idHash(previous), at: Date.now() }))
+  }
+
+  /** destroy() and regenerate(): the record, and with renewal every id that answers for it. */
+  async #removeAll (state: SessionState): Promise<void> {
+    const renewal = this.renewal
+    if (renewal === undefined) return await this.remove(state.id)
+    try {
+      await renewal.remove(this.keys.of(state.id), state.forward)
+    } catch (err) {
+      throw backendError('delete', err)
+    }
   }
 
   /** Discard unsaved changes and read the session again. */
@@ -447,7 +494,7 @@ export class Backend {
       state.reloaded(undefined, undefined, this.permanent, nowSeconds())
       return
     }
-    const decoded = await this.#latest(this.keys.of(state.id), nowSeconds()).catch((err: unknown) => {
+    const decoded = await this.#latest(this.keyOf(state), nowSeconds()).catch((err: unknown) => {
       throw backendError('read', err)
     })
     if (decoded === undefined) state.gone()

@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fast
 import type { ResolvedOptions } from './options.js'
 import type { Backend } from './backend.js'
 import type { Decoded } from './record.js'
+import type { Outcome } from './renewal.js'
 import { nowSeconds } from './lifetime.js'
 import { AddressPin } from './pin.js'
 import { Session } from './session.js'
@@ -166,21 +167,35 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend, sign
     }
     const record = decoded.record
     const now = nowSeconds()
+    const renewal = backend.renewal
+    if (record.forward !== undefined) {
+      // The id was renewed by another request: during renewGrace it reads and writes through the marker.
+      if (renewal === undefined) {
+        request[kSession] = fresh(address)
+        return
+      }
+      return renewal.follow(record, now).then((outcome) => { renewed(request, id, raw, signed, outcome, address, now) }, readFailed)
+    }
     if (backend.lifetime.expired(record, now)) {
       // Past its lifetime (idle or absolute), whatever the store or its cache still holds.
       return backend.remove(id, decoded.stored).then(() => { request[kSession] = fresh(address) })
     }
-    let pin = record.pin
-    if (pinner !== undefined) {
-      if (pin !== undefined && !pinner.matches(pin, address)) {
-        // Seed behaviour: reuse from another address deletes the old session.
-        request.log.info('fastify-quart-session: session used from another client address; it was deleted and a fresh one started')
-        return backend.remove(id).then(() => { request[kSession] = fresh(address) })
-      }
-      // Sessions from before protection was on, or pinned with an older secret, are pinned on their next write.
-      pin = pinner.pin(address)
+    if (pinner !== undefined && record.pin !== undefined && !pinner.matches(record.pin, address)) {
+      // Seed behaviour: reuse from another address deletes the old session.
+      request.log.info('fastify-quart-session: session used from another client address; it was deleted and a fresh one started')
+      return backend.remove(id).then(() => { request[kSession] = fresh(address) })
     }
-    const state = new SessionState(id, record, decoded, backend.permanent, pin, now)
+    if (renewal !== undefined && renewal.due(record, now)) {
+      return renewal.renew(id, decoded, now).then((outcome) => { renewed(request, id, raw, signed, outcome, address, now) }, readFailed)
+    }
+    admit(request, id, raw, signed, decoded, address, now)
+  }
+
+  /** The request's session from a record that passed the checks (lifetime, address). */
+  function admit (request: FastifyRequest, id: string, raw: string, signed: string | undefined, decoded: Decoded, address: string | undefined, now: number): SessionState {
+    // Sessions from before protection was on, or pinned with an older secret, are pinned on their next write.
+    const pin = pinner === undefined ? decoded.record.pin : pinner.pin(address)
+    const state = new SessionState(id, decoded.record, decoded, backend.permanent, pin, now)
     state.hadCookie = true
     if (backend.lifetime.refreshDue(state, now)) state.changes.touch = true
     if (signed === undefined) {
@@ -189,6 +204,39 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend, sign
       state.signed = signed
     }
     request[kSession] = new Session(backend, state)
+    return state
+  }
+
+  /** After a renewal (this request's, or another's met through its marker). */
+  function renewed (request: FastifyRequest, id: string, raw: string, signed: string | undefined, outcome: Outcome, address: string | undefined, now: number): void {
+    switch (outcome.kind) {
+      case 'gone':
+        request[kSession] = fresh(address)
+        return
+      case 'kept':
+        admit(request, id, raw, signed, outcome.decoded, address, now)
+        return
+      case 'renewed': {
+        // The new id goes out in this response's cookie, signed anew.
+        const state = admit(request, outcome.id, raw, undefined, outcome.decoded, address, now)
+        state.changes.touch = false
+        state.sendCookie = true
+        return
+      }
+      case 'forward': {
+        const pin = outcome.decoded.record.pin
+        if (pinner !== undefined && pin !== undefined && !pinner.matches(pin, address)) {
+          request[kSession] = fresh(address)
+          return
+        }
+        const state = admit(request, id, raw, signed, outcome.decoded, address, now)
+        state.forward = outcome.key
+      }
+    }
+  }
+
+  function readFailed (err: unknown): never {
+    throw backendError('read', err)
   }
 
   return function loadSession (request, reply, done) {

@@ -90,7 +90,7 @@ export interface QuartSessionOptions {
   legacyKeys?: boolean
   /** Seconds after which a session's id is replaced on its next request (data kept). Default off. */
   renewAfter?: number
-  /** Seconds the replaced id keeps answering (parallel requests of one page). Default 30 with `renewAfter`. */
+  /** Seconds the replaced id keeps answering (parallel requests of one page); shorter than `renewAfter`. Default 30 (or `renewAfter - 1` when that is shorter). */
   renewGrace?: number
 }
 
@@ -391,7 +391,11 @@ function resolveSecurity (options: Record<string, unknown>): Pick<ResolvedOption
     }
     if (renewAfter === 0) throw invalid('renewGrace', 'applies with "renewAfter" only; set renewAfter (seconds) to renew ids')
   }
-  return { encryptionKeys, legacyKeys, renewAfter, renewGrace: grace ?? 30 }
+  const renewGrace = grace ?? Math.min(30, Math.max(1, renewAfter - 1))
+  // A marker then never outlives the next renewal: one hop, never a chain of old ids.
+  if (renewAfter > 0 && renewGrace >= renewAfter) throw invalid('renewGrace', `must be shorter than renewAfter (${renewAfter} s), got ${renewGrace}`)
+  if (renewAfter === 1) throw invalid('renewAfter', 'must be at least 2 seconds (the old id answers for renewGrace, which must be shorter)')
+  return { encryptionKeys, legacyKeys, renewAfter, renewGrace }
 }
 
 /**
