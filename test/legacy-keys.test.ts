@@ -1,8 +1,9 @@
 // Issue 21: records that versions before derived keys stored under keyPrefix + the id itself are
 // read once and moved to the derived key (legacyKeys, default true in 0.x). The fallback never
-// takes input that already looks like a derived key (the trap of CVE-2019-25025's fix:
-// activerecord-session_store looked the raw cookie value up as a legacy key, so a hash read from
-// the database could be sent back as a cookie). On memory and on a real redis-server.
+// takes input that already looks like a derived key (the trap of migrations like
+// activerecord-session_store's after CVE-2019-25025: a fallback that looks the raw cookie value up
+// under the old scheme lets a hash read from the backend be sent back as a cookie). On memory and
+// on a real redis-server.
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { stringify } from 'devalue'
