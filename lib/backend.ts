@@ -92,8 +92,7 @@ export class Backend {
   /** The stored text of a session; adapter errors come as they are (map them with `backendError`). */
   read (id: string): Promise<string | undefined> {
     // No async wrapper: the load path awaits the adapter's own promise, one hop fewer per request.
-    const read = this.store.get(this.keys.of(id))
-    return this.legacyKeys ? read.then((text) => text ?? this.#moveLegacy(id)) : read
+    return this.store.get(this.keys.of(id))
   }
 
   /** The stored text when the adapter holds it in this process (`null`: known absent); undefined: ask `read`. */
@@ -108,8 +107,8 @@ export class Backend {
     return state.forward ?? this.keys.of(state.id)
   }
 
-  /** A record of an earlier version under the plain id (legacyKeys), moved to the derived key. */
-  #moveLegacy (id: string): Promise<string | undefined> {
+  /** On a miss of `read`: a record of an earlier version under the plain id (legacyKeys), moved to the derived key. */
+  readLegacy (id: string): Promise<string | undefined> {
     return moveLegacy(this.store, this.keys, this.codec, this.lifetime, id)
   }
 

@@ -138,6 +138,8 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend, sign
     let text: string | undefined
     try {
       text = await backend.read(id)
+      // Only on a miss, so a hit costs no extra promise hop.
+      if (text === undefined && backend.legacyKeys) text = await backend.readLegacy(id)
     } catch (err) {
       if ((err as { code?: unknown }).code !== 'FST_QUART_SESSION_CORRUPT_RECORD') throw backendError('read', err)
       request.log.warn({ err }, 'fastify-quart-session: the stored session is not a session record; starting a fresh session')

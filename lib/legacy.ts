@@ -62,7 +62,13 @@ async function move (store: SessionStore, keys: StoreKeys, codec: RecordCodec, l
     else await cas(legacyKey, text, undefined, 0)
     return undefined
   }
-  const encoded = codec.encode(record, key)
+  let encoded
+  try {
+    encoded = codec.encode(record, key)
+  } catch {
+    // Larger than maxRecordBytes once encrypted, or data the serializer refuses now: a fresh session.
+    return undefined
+  }
   const dated = { created: record.created ?? now, touched: record.touched ?? now, cookieOptions: record.cookie }
   const ttl = lifetime.ttl(dated, dated.touched, now)
   if (cas === undefined) {
