@@ -202,6 +202,7 @@ const setups: Record<VariantName, Setup> = {
   'floor-redis-notimeout': floor({ commandOptions: { timeout: 0 } }),
 
   'quart-memory': quart('memory'),
+  'quart-memory-encrypted': quart('memory', { encryptionKey: 'a-benchmark-encryption-key-long-enough-0123456789' }),
   'quart-redis': quart('redis'),
   'quart-redis-csc': quart('redis-csc'),
   'quart-memcached': quart('memcached'),
@@ -229,7 +230,7 @@ const setups: Record<VariantName, Setup> = {
 }
 
 // Signed cookies, as @fastify/session always signs: the comparison then carries the same HMAC work.
-function quart (kind: 'memory' | 'redis' | 'redis-csc' | 'memcached' | 'filesystem'): Setup {
+function quart (kind: 'memory' | 'redis' | 'redis-csc' | 'memcached' | 'filesystem', extra: { encryptionKey?: string } = {}): Setup {
   return async (app) => {
     // Imported when used, so that the other variants run before the plugin exists or when it is broken.
     const { default: quartSession } = await import('../lib/index.js')
@@ -247,7 +248,7 @@ function quart (kind: 'memory' | 'redis' | 'redis-csc' | 'memcached' | 'filesyst
       // The folder run.ts made for this run (and removes); the store's defaults otherwise.
       filesystem: () => ({ type: 'filesystem' as const, directory: env('BENCH_FS_DIR') })
     } as const
-    await app.register(quartSession, { ...backends[kind](), secret: SECRET, maxAge: SESSION_TTL_SECONDS })
+    await app.register(quartSession, { ...backends[kind](), ...extra, secret: SECRET, maxAge: SESSION_TTL_SECONDS })
     return { handlers: sessionHandlers, anonConfig: { session: false } }
   }
 }

@@ -10,6 +10,8 @@ import { publish } from './events.js'
 import { Lifetime, nowSeconds } from './lifetime.js'
 import { merge } from './merge.js'
 import type { UserSessions } from './users.js'
+import { moveLegacy } from './legacy.js'
+import { Renewal, isMarker } from './renewal.js'
 import { FST_QUART_SESSION_CONFLICT, FST_QUART_SESSION_GONE, backendError } from './errors.js'
 
 /**
@@ -23,6 +25,9 @@ const pause = async (attempt: number): Promise<void> => {
   const ms = Math.random() * Math.min(MAX_PAUSE_MS, 2 ** attempt)
   await new Promise((resolve) => setTimeout(resolve, ms))
 }
+
+/** A record read back by a save; `key` when it was found through a forward marker (renewal). */
+type Latest = Decoded & { key?: string }
 
 /** One session's save waiting in its key's queue. */
 interface Job {
@@ -63,6 +68,10 @@ export class Backend {
   readonly signer: CookieSigner | undefined
   /** Adapters without compareAndSet: the last write wins (documented). */
   readonly atomic: boolean
+  /** Look for records under plain ids (earlier versions) on a miss, and move them. */
+  readonly legacyKeys: boolean
+  /** With `renewAfter`: replaces old ids, follows forward markers. */
+  readonly renewal: Renewal | undefined
   readonly #getLocal: ((key: string) => string | null | undefined) | undefined
   readonly #queues = new Map<string, Queue>()
   /** The per-user index (the `userId` option); undefined: sessions belong to nobody, at no cost. */
@@ -77,6 +86,8 @@ export class Backend {
     this.cookie = cookie
     this.signer = signer
     this.atomic = typeof store.compareAndSet === 'function'
+    this.legacyKeys = options.legacyKeys
+    this.renewal = options.renewAfter > 0 ? new Renewal(store, this.codec, this.keys, this.lifetime, options.renewAfter, options.renewGrace) : undefined
     this.#getLocal = typeof store.getLocal === 'function' ? store.getLocal.bind(store) : undefined
   }
 
@@ -88,7 +99,19 @@ export class Backend {
 
   /** The stored text when the adapter holds it in this process (`null`: known absent); undefined: ask `read`. */
   readLocal (id: string): string | null | undefined {
-    return this.#getLocal?.(this.keys.of(id))
+    const local = this.#getLocal?.(this.keys.of(id))
+    // Absent under the derived key: `read` looks under the legacy one.
+    return local === null && this.legacyKeys ? undefined : local
+  }
+
+  /** Where a session's record is: under its id's key, or where the marker of its renewed id points. */
+  keyOf (state: SessionState): string {
+    return state.forward ?? this.keys.of(state.id)
+  }
+
+  /** On a miss of `read`: a record of an earlier version under the plain id (legacyKeys), moved to the derived key. */
+  readLegacy (id: string): Promise<string | undefined> {
+    return moveLegacy(this.store, this.keys, this.codec, this.lifetime, id)
   }
 
   /** A stored text as a record this session may own; throws FST_QUART_SESSION_CORRUPT_RECORD. */
@@ -247,7 +270,7 @@ export class Backend {
 
   /** Join (or open) the queue of this session's key; the queue writes waiting saves together. */
   #enqueue (state: SessionState): Promise<void> {
-    const key = this.keys.of(state.id)
+    const key = this.keyOf(state)
     return new Promise<void>((resolve, reject) => {
       const job: Job = {
         state, version: state.changes.version, updates: state.takeUpdates(), baseline: state.done ? null : state.baseline(), resolve, reject
@@ -329,7 +352,17 @@ export class Backend {
       if (attempt === 1) deadline = Date.now() + RETRY_FOR_MS
       else if (Date.now() > deadline) throw new FST_QUART_SESSION_CONFLICT(attempt)
       else await pause(attempt)
-      current = await this.#latest(key, now)
+      const latest = await this.#latest(key, now)
+      current = latest
+      if (latest?.key !== undefined) {
+        // Renewed by another request meanwhile: these saves go on through its marker, under the new key.
+        key = latest.key
+        for (const job of batch) {
+          job.state.forward = key
+          // The renewed record's id time, or the next request would renew it again.
+          job.state.born = latest.record.born ?? job.state.born
+        }
+      }
       if (current === undefined) {
         // Destroyed, regenerated, revoked or expired since these requests read it: their changes
         // die with it, and the id is never written back.
@@ -359,14 +392,14 @@ export class Backend {
   #base (state: SessionState): Data {
     if (state.stored === undefined) return {}
     try {
-      return this.codec.open(state.stored, this.keys.of(state.id)).record.data
+      return this.codec.open(state.stored, this.keyOf(state)).record.data
     } catch {
       return {}
     }
   }
 
   /** The record under `key` now, unless it is gone, unreadable or past its lifetime. */
-  async #latest (key: string, now: number): Promise<Decoded | undefined> {
+  async #latest (key: string, now: number): Promise<Latest | undefined> {
     let text: string | undefined
     try {
       text = await this.store.get(key)
@@ -374,18 +407,32 @@ export class Backend {
       throw backendError('save', err)
     }
     if (text === undefined) return undefined
+    let decoded: Decoded
     try {
-      const decoded = this.codec.open(text, key)
-      return this.lifetime.expired(decoded.record, now) ? undefined : decoded
+      decoded = this.codec.open(text, key)
     } catch {
       return undefined
     }
+    if (isMarker(decoded.record)) return await this.#follow(decoded, now)
+    return this.lifetime.expired(decoded.record, now) ? undefined : decoded
+  }
+
+  /** A forward marker met by a save or reload: the renewed record and its key (renewal off: gone). */
+  async #follow (marker: Decoded, now: number): Promise<Latest | undefined> {
+    if (this.renewal === undefined) return undefined
+    let outcome
+    try {
+      outcome = await this.renewal.follow(marker.record, now)
+    } catch (err) {
+      throw backendError('save', err)
+    }
+    return outcome.kind === 'forward' ? { ...outcome.decoded, key: outcome.key } : undefined
   }
 
   #settle (job: Job, encoded: Encoded | undefined, data: Data, now: number): void {
     const state = job.state
     // A save in the middle of a request (save(), update()): the handler goes on with a copy of the merged data.
-    const merged = state.done ? undefined : encoded === undefined ? {} : this.codec.open(encoded.stored, this.keys.of(state.id)).record.data
+    const merged = state.done ? undefined : encoded === undefined ? {} : this.codec.open(encoded.stored, this.keyOf(state)).record.data
     state.written(encoded, now, job.version, job.baseline, merged)
     settleUpdates(job.updates, data)
     job.resolve()
@@ -403,7 +450,7 @@ export class Backend {
 
   /** Restart the record's lifetime: rewritten with its new `touched`, only if it is still the one loaded. */
   async #refresh (state: SessionState, now: number): Promise<void> {
-    const key = this.keys.of(state.id)
+    const key = this.keyOf(state)
     // Saves of this session are in flight here: each of them restarts the lifetime anyway.
     if (this.#queues.has(key)) return
     const stored = state.stored as string
@@ -428,7 +475,7 @@ export class Backend {
     const previous = state.stored === undefined ? undefined : state.id
     const user = previous === undefined ? undefined : this.#storedUser(state)
     if (previous !== undefined) {
-      await this.remove(previous)
+      await this.#removeAll(state)
       await this.#unlist(previous, user)
     }
     const data = state.data
@@ -446,7 +493,7 @@ export class Backend {
     const previous = state.stored === undefined ? undefined : state.id
     const user = previous === undefined ? undefined : this.#storedUser(state)
     if (previous !== undefined) {
-      await this.remove(previous)
+      await this.#removeAll(state)
       await this.#unlist(previous, user)
     }
     state.destroyed(nowSeconds(), this.permanent)
@@ -458,7 +505,7 @@ export class Backend {
     const users = this.users
     if (users === undefined || state.stored === undefined) return undefined
     try {
-      return users.userOrNone(this.open(state.id, state.stored).record.data)
+      return users.userOrNone(this.codec.open(state.stored, this.keyOf(state)).record.data)
     } catch {
       return undefined
     }
@@ -474,20 +521,30 @@ export class Backend {
     }
   }
 
+  /** destroy() and regenerate(): the record, and with renewal every id that answers for it. */
+  async #removeAll (state: SessionState): Promise<void> {
+    const renewal = this.renewal
+    if (renewal === undefined) return await this.remove(state.id)
+    try {
+      await renewal.remove(this.keys.of(state.id), state.forward)
+    } catch (err) {
+      throw backendError('delete', err)
+    }
+  }
+
   /** Discard unsaved changes and read the session again. */
   async reload (state: SessionState): Promise<void> {
     if (state.stored === undefined) {
       state.reloaded(undefined, undefined, this.permanent, nowSeconds())
       return
     }
-    const decoded = await this.#latest(this.keys.of(state.id), nowSeconds()).catch((err: unknown) => {
+    const decoded = await this.#latest(this.keyOf(state), nowSeconds()).catch((err: unknown) => {
       throw backendError('read', err)
     })
     if (decoded === undefined) state.gone()
     else state.reloaded(decoded.record, decoded, this.permanent, nowSeconds())
   }
 }
-
 
 /** Each update's function on the value as it stands; its result is what the update resolves with. */
 function applyUpdates (data: Data, updates: Update[]): void {

@@ -2,6 +2,7 @@ import type { SessionStore } from './store.js'
 import type { Serializer } from './serializer.js'
 import type { StoreKeys } from './keys.js'
 import type { ListOptions, ListedSession, RevokeOptions, UserSessions } from './users.js'
+import type { RecordCipher } from './record.js'
 import { FST_QUART_SESSION_CORRUPT_RECORD, FST_QUART_SESSION_INVALID_ARGUMENT, FST_QUART_SESSION_NO_USER_INDEX, backendError } from './errors.js'
 
 /**
@@ -16,11 +17,14 @@ export class DirectStore {
   readonly #serializer: Serializer
   readonly #keys: StoreKeys
   readonly #users: UserSessions | undefined
+  /** With `encryptionKey`: values are encrypted too, bound to their key. */
+  readonly #cipher: RecordCipher | undefined
 
-  constructor (adapter: SessionStore, serializer: Serializer, keys: StoreKeys, users?: UserSessions) {
+  constructor (adapter: SessionStore, serializer: Serializer, keys: StoreKeys, cipher?: RecordCipher, users?: UserSessions) {
     this.adapter = adapter
     this.#serializer = serializer
     this.#keys = keys
+    this.#cipher = cipher
     this.#users = users
   }
 
@@ -52,7 +56,7 @@ export class DirectStore {
       throw new FST_QUART_SESSION_INVALID_ARGUMENT('key', 'must be a non-empty string')
     }
     if (this.#keys.isSessionKey(key)) {
-      throw new FST_QUART_SESSION_INVALID_ARGUMENT('key', `"${key}" has the shape of a session record's key (keyPrefix + a session id or its hash); choose keys outside that namespace`)
+      throw new FST_QUART_SESSION_INVALID_ARGUMENT('key', 'the key has the shape of a session record\'s key (keyPrefix + a session id or its hash); choose keys outside that namespace')
     }
     const prefix = this.#keys.prefix
     if (key.startsWith(prefix + 'users:') || key.startsWith(prefix + 'due:')) {
@@ -69,6 +73,8 @@ export class DirectStore {
       throw backendError('read', err)
     }
     if (text === undefined) return undefined
+    // Refused (FST_QUART_SESSION_CORRUPT_RECORD) when no key opens it, or it was copied from another key.
+    if (this.#cipher !== undefined) text = this.#cipher.open(text, key)
     try {
       return this.#serializer.parse(text) as T
     } catch (err) {
@@ -87,7 +93,8 @@ export class DirectStore {
       }
       ttl = Math.ceil(expirySeconds)
     }
-    const text = this.#serializer.stringify(value)
+    const plain = this.#serializer.stringify(value)
+    const text = this.#cipher === undefined ? plain : this.#cipher.seal(plain, key)
     try {
       await this.adapter.set(key, text, ttl)
     } catch (err) {

@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fast
 import type { ResolvedOptions } from './options.js'
 import type { Backend } from './backend.js'
 import type { Decoded } from './record.js'
+import type { Outcome } from './renewal.js'
 import { nowSeconds } from './lifetime.js'
 import { AddressPin } from './pin.js'
 import { Session } from './session.js'
@@ -10,6 +11,7 @@ import { isValidId } from './id.js'
 import { type CookieSigner, readCookie } from './signing.js'
 import { FST_QUART_SESSION_INVALID_OPTION, backendError } from './errors.js'
 import { kState, kStaticRoute, kSession } from './symbols.js'
+import { keepCookieOutOfCaches, publicCacheWarning } from './cache-control.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -136,6 +138,8 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend, sign
     let text: string | undefined
     try {
       text = await backend.read(id)
+      // Only on a miss, so a hit costs no extra promise hop.
+      if (text === undefined && backend.legacyKeys) text = await backend.readLegacy(id)
     } catch (err) {
       if ((err as { code?: unknown }).code !== 'FST_QUART_SESSION_CORRUPT_RECORD') throw backendError('read', err)
       request.log.warn({ err }, 'fastify-quart-session: the stored session is not a session record; starting a fresh session')
@@ -165,21 +169,35 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend, sign
     }
     const record = decoded.record
     const now = nowSeconds()
+    const renewal = backend.renewal
+    if (record.forward !== undefined) {
+      // The id was renewed by another request: during renewGrace it reads and writes through the marker.
+      if (renewal === undefined) {
+        request[kSession] = fresh(address)
+        return
+      }
+      return renewal.follow(record, now).then((outcome) => { renewed(request, id, raw, signed, outcome, address, now) }, readFailed)
+    }
     if (backend.lifetime.expired(record, now)) {
       // Past its lifetime (idle or absolute), whatever the store or its cache still holds.
       return backend.remove(id, decoded.stored).then(() => { request[kSession] = fresh(address) })
     }
-    let pin = record.pin
-    if (pinner !== undefined) {
-      if (pin !== undefined && !pinner.matches(pin, address)) {
-        // Seed behaviour: reuse from another address deletes the old session.
-        request.log.info('fastify-quart-session: session used from another client address; it was deleted and a fresh one started')
-        return backend.remove(id).then(() => { request[kSession] = fresh(address) })
-      }
-      // Sessions from before protection was on, or pinned with an older secret, are pinned on their next write.
-      pin = pinner.pin(address)
+    if (pinner !== undefined && record.pin !== undefined && !pinner.matches(record.pin, address)) {
+      // Seed behaviour: reuse from another address deletes the old session.
+      request.log.info('fastify-quart-session: session used from another client address; it was deleted and a fresh one started')
+      return backend.remove(id).then(() => { request[kSession] = fresh(address) })
     }
-    const state = new SessionState({ id, record, encoded: decoded, permanent: backend.permanent, pin, now })
+    if (renewal !== undefined && renewal.due(record, now)) {
+      return renewal.renew(id, decoded, now).then((outcome) => { renewed(request, id, raw, signed, outcome, address, now) }, readFailed)
+    }
+    admit(request, id, raw, signed, decoded, address, now)
+  }
+
+  /** The request's session from a record that passed the checks (lifetime, address). */
+  function admit (request: FastifyRequest, id: string, raw: string, signed: string | undefined, decoded: Decoded, address: string | undefined, now: number): SessionState {
+    // Sessions from before protection was on, or pinned with an older secret, are pinned on their next write.
+    const pin = pinner === undefined ? decoded.record.pin : pinner.pin(address)
+    const state = new SessionState({ id, record: decoded.record, encoded: decoded, permanent: backend.permanent, pin, now })
     state.hadCookie = true
     if (backend.lifetime.refreshDue(state, now)) state.changes.touch = true
     if (signed === undefined) {
@@ -188,6 +206,39 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend, sign
       state.signed = signed
     }
     request[kSession] = new Session(backend, state)
+    return state
+  }
+
+  /** After a renewal (this request's, or another's met through its marker). */
+  function renewed (request: FastifyRequest, id: string, raw: string, signed: string | undefined, outcome: Outcome, address: string | undefined, now: number): void {
+    switch (outcome.kind) {
+      case 'gone':
+        request[kSession] = fresh(address)
+        return
+      case 'kept':
+        admit(request, id, raw, signed, outcome.decoded, address, now)
+        return
+      case 'renewed': {
+        // The new id goes out in this response's cookie, signed anew.
+        const state = admit(request, outcome.id, raw, undefined, outcome.decoded, address, now)
+        state.changes.touch = false
+        state.sendCookie = true
+        return
+      }
+      case 'forward': {
+        const pin = outcome.decoded.record.pin
+        if (pinner !== undefined && pin !== undefined && !pinner.matches(pin, address)) {
+          request[kSession] = fresh(address)
+          return
+        }
+        const state = admit(request, id, raw, signed, outcome.decoded, address, now)
+        state.forward = outcome.key
+      }
+    }
+  }
+
+  function readFailed (err: unknown): never {
+    throw backendError('read', err)
   }
 
   return function loadSession (request, reply, done) {
@@ -233,6 +284,7 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend, sign
 export function createSaveHook (backend: Backend): SaveHook {
   const cookie = backend.cookie
   let hinted = false
+  const warnPublicCache = publicCacheWarning()
 
   /** A Secure cookie on plain http never comes back; right behind a TLS proxy, a puzzle without one. */
   function hintSecure (request: FastifyRequest): void {
@@ -245,10 +297,12 @@ export function createSaveHook (backend: Backend): SaveHook {
     if (state.sendCookie) {
       const lifetime = backend.persistent(state) ? backend.cookieLifetime(state, nowSeconds()) : undefined
       cookie.set(request, reply, backend.cookieValue(state), lifetime, state.cookieOptions)
+      keepCookieOutOfCaches(request, reply, warnPublicCache)
       state.sendCookie = false
       if (!hinted && (state.cookieOptions?.secure ?? cookie.options.secure) === true && request.protocol !== 'https') hintSecure(request)
     } else if (state.clearCookie) {
       cookie.clear(request, reply, state.cookieOptions)
+      keepCookieOutOfCaches(request, reply, warnPublicCache)
       state.clearCookie = false
     }
   }

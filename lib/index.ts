@@ -12,6 +12,8 @@ import { FST_QUART_SESSION_CONNECT, FST_QUART_SESSION_INVALID_OPTION } from './e
 import { kSession, kStaticRoute } from './symbols.js'
 import { checkRegistration } from './registration.js'
 import { startUserIndex } from './users-plugin.js'
+import { RecordCodec } from './record.js'
+import { ciphersOf } from './cipher.js'
 
 async function quartSession (fastify: FastifyInstance, opts: QuartSessionOptions): Promise<void> {
   checkRegistration(fastify)
@@ -37,10 +39,11 @@ async function quartSession (fastify: FastifyInstance, opts: QuartSessionOptions
 
   const signer = options.secrets === undefined ? undefined : new CookieSigner(options.secrets)
   const cookie = new SessionCookie(options.cookieName, options.cookie, options.maxAge)
-  const backend = new Backend(store, options, cookie, signer)
+  const ciphers = ciphersOf(options.encryptionKeys)
+  const backend = new Backend(store, options, cookie, signer, new RecordCodec(options.serializer, options.maxRecordBytes, ciphers?.records))
 
   const users = await startUserIndex(fastify, options, store, backend)
-  const sessionStore = new DirectStore(store, options.serializer, backend.keys, users)
+  const sessionStore = new DirectStore(store, options.serializer, backend.keys, ciphers?.direct, users)
   fastify.decorate('sessionStore', sessionStore)
   // @fastify/session has it on the request too: admin and "log out other devices" code uses it.
   fastify.decorateRequest('sessionStore', {

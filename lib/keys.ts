@@ -51,6 +51,11 @@ export class StoreKeys {
     return isValidId(id) && !DERIVED.test(id) ? this.prefix + id : undefined
   }
 
+  /** Whether `key` is a derived session key of this prefix (what a forward marker may name). */
+  isDerivedKey (key: string): boolean {
+    return key.length === this.prefix.length + DERIVED_LENGTH && key.startsWith(this.prefix) && DERIVED.test(key.slice(this.prefix.length))
+  }
+
   /** Whether `key` has the shape of a session record's key (derived, or the legacy plain id). */
   isSessionKey (key: string): boolean {
     const prefix = this.prefix

@@ -90,6 +90,17 @@ export interface QuartSessionOptions {
   maxSessionsPerUser?: number | { limit: number, policy?: 'drop-oldest' | 'refuse' }
   /** Store the User-Agent and a coarse client address with each session in its user's list. Needs `userId`. Default `false`. */
   deviceInfo?: boolean | { userAgent?: boolean, address?: boolean }
+  /**
+   * Encrypts records (and direct-store values) at rest with AES-256-GCM, bound to their store key:
+   * a string of at least 32 characters, or an array (the first encrypts, all decrypt). Default off.
+   */
+  encryptionKey?: string | string[]
+  /** Read records stored under plain ids by versions before derived keys, once, and move them. Default `true` in 0.x. */
+  legacyKeys?: boolean
+  /** Seconds after which a session's id is replaced on its next request (data kept). Default off. */
+  renewAfter?: number
+  /** Seconds the replaced id keeps answering (parallel requests of one page); shorter than `renewAfter`. Default 30 (or `renewAfter - 1` when that is shorter). */
+  renewGrace?: number
 }
 
 /** The per-user index options, resolved (lib/users.ts). */
@@ -129,6 +140,12 @@ export interface ResolvedOptions {
   maxEntries: number
   /** undefined: no per-user index. */
   users: UserIndexOptions | undefined
+  /** undefined = off. */
+  encryptionKeys: string[] | undefined
+  legacyKeys: boolean
+  /** 0 = off. */
+  renewAfter: number
+  renewGrace: number
   /**
    * Problems that are not errors, for the plugin to log once at registration (resolveOptions has
    * no logger): a weak older secret of a rotation, a secret that is present but undefined.
@@ -145,7 +162,7 @@ const OPTION_NAMES = new Set([
   'type', 'store', 'uri', 'client', 'sentinel', 'clientSideCache', 'servers', 'keyPrefix', 'secret', 'cookieName',
   'cookie', 'maxAge', 'rolling', 'absoluteMaxAge', 'maxRecordBytes', 'permanent', 'protection', 'reverseProxy',
   'staticFiles', 'serializer', 'timeout', 'maxEntries', 'directory', 'fileMode',
-  'userId', 'maxSessionsPerUser', 'deviceInfo'
+  'userId', 'maxSessionsPerUser', 'deviceInfo', 'encryptionKey', 'legacyKeys', 'renewAfter', 'renewGrace'
 ])
 // Options of @fastify/session and express-session that code being migrated still passes: the
 // refusal says what they became (docs/migration.md maps them all).
@@ -364,8 +381,44 @@ export function resolveOptions (input: QuartSessionOptions | undefined): Resolve
     serializer: serializer as Serializer,
     timeout,
     maxEntries,
+    ...resolveSecurity(options),
     warnings
   }
+}
+
+/** Encryption at rest, legacy keys and id renewal (docs/security.md): their own block, checked together. */
+function resolveSecurity (options: Record<string, unknown>): Pick<ResolvedOptions, 'encryptionKeys' | 'legacyKeys' | 'renewAfter' | 'renewGrace'> {
+  let encryptionKeys: string[] | undefined
+  const key = options.encryptionKey
+  if (key !== undefined) {
+    const isArray = Array.isArray(key)
+    const keys: unknown[] = isArray ? [...key] : [key]
+    if (keys.length === 0) throw invalid('encryptionKey', 'the array is empty; give at least one key (the first encrypts, all decrypt)')
+    keys.forEach((k, index) => {
+      const name = isArray ? `encryptionKey[${index}]` : 'encryptionKey'
+      if (typeof k !== 'string') throw invalid(name, `must be a string or an array of strings, got ${describe(k)}`)
+      // Every entry once encrypted records, so every one must have been strong.
+      if (k.length < MIN_SECRET_LENGTH) throw invalid(name, `must have ${MIN_SECRET_LENGTH} characters or more, got ${k.length} (e.g. \`openssl rand -base64 48\`)`)
+    })
+    encryptionKeys = keys as string[]
+  }
+  const legacyKeys = boolean(options, 'legacyKeys', true)
+  const renewAfter = options.renewAfter ?? 0
+  if (typeof renewAfter !== 'number' || !Number.isSafeInteger(renewAfter) || renewAfter < 0 || renewAfter > MAX_LIFETIME) {
+    throw invalid('renewAfter', `must be a whole number of seconds up to ${MAX_LIFETIME} (0 = off), got ${describe(renewAfter)}`)
+  }
+  const grace = options.renewGrace
+  if (grace !== undefined) {
+    if (typeof grace !== 'number' || !Number.isSafeInteger(grace) || grace < 1 || grace > 3600) {
+      throw invalid('renewGrace', `must be a whole number of seconds from 1 to 3600, got ${describe(grace)}`)
+    }
+    if (renewAfter === 0) throw invalid('renewGrace', 'applies with "renewAfter" only; set renewAfter (seconds) to renew ids')
+  }
+  const renewGrace = grace ?? Math.min(30, Math.max(1, renewAfter - 1))
+  // A marker then never outlives the next renewal: one hop, never a chain of old ids.
+  if (renewAfter > 0 && renewGrace >= renewAfter) throw invalid('renewGrace', `must be shorter than renewAfter (${renewAfter} s), got ${renewGrace}`)
+  if (renewAfter === 1) throw invalid('renewAfter', 'must be at least 2 seconds (the old id answers for renewGrace, which must be shorter)')
+  return { encryptionKeys, legacyKeys, renewAfter, renewGrace }
 }
 
 /**

@@ -23,6 +23,13 @@ export interface SessionRecord {
   touched?: number
   /** Cookie settings given by `session.options()`; `maxAge` in seconds. */
   cookie?: SessionCookieOptions
+  /** Seconds since the epoch: when this record's id was issued (creation, regenerate or renewal), for `renewAfter`. */
+  born?: number
+  /**
+   * Only on a forward marker, the short-lived record left under a renewed id for `renewGrace`:
+   * the store key (never the id) of the session's record under its new id. Its `data` is empty.
+   */
+  forward?: string
 }
 
 /**
@@ -160,9 +167,10 @@ function isTime (value: unknown): boolean {
 
 function isRecord (value: unknown): value is SessionRecord {
   if (!isPlainObject(value)) return false
-  const { data, permanent, pin, created, touched, cookie } = value
+  const { data, permanent, pin, created, touched, cookie, born, forward } = value
   if (!isPlainObject(data) || (permanent !== undefined && permanent !== false) ||
-      (pin !== undefined && typeof pin !== 'string') || !isTime(created) || !isTime(touched)) return false
+      (pin !== undefined && typeof pin !== 'string') || !isTime(created) || !isTime(touched) ||
+      !isTime(born) || (forward !== undefined && typeof forward !== 'string')) return false
   if (cookie === undefined) return true
   try {
     return isPlainObject(cookie) && checkSessionCookieOptions(cookie) !== undefined

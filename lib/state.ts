@@ -86,6 +86,14 @@ export class SessionState implements Dated {
   pin: string | undefined
   created: number
   touched: number
+  /** When this id was issued (renewAfter counts from here). */
+  born: number
+  /**
+   * Set while the request came with an id renewed by another request (renewGrace): the store key
+   * of the session's record under its new id, which this request reads and writes through. Such a
+   * request never sends a cookie: it does not know the new id, and the old one must not come back.
+   */
+  forward: string | undefined = undefined
   cookieOptions: SessionCookieOptions | undefined
   /** The signed cookie value the client sent for this id, sent back unchanged while the id stays. */
   signed: string | undefined = undefined
@@ -116,6 +124,7 @@ export class SessionState implements Dated {
     this.pin = init.pin
     this.created = record?.created ?? now
     this.touched = record === undefined ? now : record.touched ?? 0
+    this.born = record === undefined ? now : record.born ?? this.created
     this.cookieOptions = record?.cookie
   }
 
@@ -154,6 +163,8 @@ export class SessionState implements Dated {
     record.created = this.created
     record.touched = touched
     if (this.cookieOptions !== undefined) record.cookie = this.cookieOptions
+    // Written only once renewal made it differ: until then the id is as old as the session.
+    if (this.born !== this.created) record.born = this.born
     return record
   }
 
@@ -213,7 +224,7 @@ export class SessionState implements Dated {
     this.plain = encoded.plain
     this.touched = now
     this.isNew = false
-    this.sendCookie = true
+    this.sendCookie = this.forward === undefined
     this.clearCookie = false
   }
 
@@ -230,6 +241,7 @@ export class SessionState implements Dated {
     this.plain = undefined
     this.isNew = true
     this.signed = undefined
+    this.forward = undefined
     this.sendCookie = false
     this.changes.reset()
     this.changes.version++
@@ -247,6 +259,7 @@ export class SessionState implements Dated {
     this.data = kept
     this.created = now
     this.touched = now
+    this.born = now
     this.changes.dirty = true
   }
 
@@ -258,6 +271,7 @@ export class SessionState implements Dated {
     this.permanent = permanent
     this.created = now
     this.touched = now
+    this.born = now
   }
 
   /** reload(): the record as stored now (undefined: none). */
@@ -269,6 +283,7 @@ export class SessionState implements Dated {
     this.isNew = record === undefined
     this.created = record?.created ?? now
     this.touched = record?.touched ?? now
+    this.born = record?.born ?? this.created
     this.cookieOptions = record?.cookie
     this.changes.reset()
     this.changes.version++
