@@ -155,6 +155,15 @@ export class SessionState implements Dated {
     return updates
   }
 
+  /**
+   * Another request renewed this session's id meanwhile (renewAfter): its record now lives under
+   * `key`, which saves of this request go on through (sending no cookie), with the renewed id's time.
+   */
+  forwarded (key: string, born: number | undefined): void {
+    this.forward = key
+    if (born !== undefined) this.born = born
+  }
+
   /** The record this session would store now, last written or refreshed at `touched`. */
   toRecord (touched: number): SessionRecord {
     const record: SessionRecord = { data: this.data }
