@@ -5,7 +5,7 @@
 // ours (this request's) wins. Pure: the inputs are never changed.
 
 /** A key missing on one side. */
-const ABSENT: unique symbol = Symbol('quart-session.absent')
+export const ABSENT: unique symbol = Symbol('quart-session.absent')
 type Value = unknown
 
 const MAX_DEPTH = 64
@@ -25,7 +25,12 @@ export function merge (base: Record<string, unknown>, ours: Record<string, unkno
   return result
 }
 
-function define (object: Record<string, unknown>, key: string, value: unknown): void {
+/** One value merged: `base`, `ours`, `theirs` may each be ABSENT (no such key); ABSENT out: remove the key. */
+export function mergeValue (base: unknown, ours: unknown, theirs: unknown): unknown {
+  return merge3(base, ours, theirs, 1)
+}
+
+export function define (object: Record<string, unknown>, key: string, value: unknown): void {
   if (key === '__proto__') Object.defineProperty(object, key, { value, writable: true, enumerable: true, configurable: true })
   else object[key] = value
 }

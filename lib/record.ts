@@ -119,6 +119,21 @@ export class RecordCodec {
     return { record, stored, plain }
   }
 
+  /**
+   * A record this process just wrote as `encoded`: the next reads of that text (a hot session's
+   * other requests load it right after) copy it instead of parsing it again.
+   */
+  remember (encoded: Encoded, record: SessionRecord): void {
+    const plain = encoded.plain
+    if (plain.length > DECODED_TEXT_MAX) return
+    const decoded = this.#decoded
+    if (decoded.has(plain)) return
+    const copy = snapshot(record.data)
+    if (copy === UNCOMPARABLE) return
+    if (decoded.size >= DECODED_MAX) decoded.delete(decoded.keys().next().value as string)
+    decoded.set(plain, { ...record, data: copy as Data })
+  }
+
   /** Like `open`, without the cache: a record nobody else will see (a merge base). */
   decode (stored: string, key: string): Decoded {
     const plain = this.#plain(stored, key)

@@ -5,7 +5,8 @@ import type { Lifetime } from './lifetime.js'
 import type { Renewal } from './renewal.js'
 import { type Data, type Decoded, type Encoded, type RecordCodec, isEmpty } from './record.js'
 import { nowSeconds } from './lifetime.js'
-import { merge } from './merge.js'
+import { ABSENT, define, merge, mergeValue } from './merge.js'
+import { UNCOMPARABLE } from './snapshot.js'
 import { isMarker } from './renewal.js'
 import { FST_QUART_SESSION_CONFLICT, FST_QUART_SESSION_GONE, backendError } from './errors.js'
 
@@ -186,7 +187,9 @@ export class Writer {
           applyUpdates(data, batch[0].updates)
         }
       } else {
-        data = current === undefined ? this.#base(batch[0].state) : current.record.data
+        // Without a record of its own write, the queue starts from what the first job loaded, which
+        // that job's changes replace (its shortcut in #apply): no need to parse it.
+        data = current === undefined ? {} : current.record.data
         if (current?.record.created !== undefined) created = Math.min(created, current.record.created)
         // Only the first job can have loaded exactly the starting record; the others merge onto the result.
         let theirs: string | undefined = current?.stored ?? expected
@@ -206,6 +209,7 @@ export class Writer {
       }
       if (written) {
         queue.latest = encoded === undefined ? undefined : { ...encoded, record }
+        if (encoded !== undefined) this.codec.remember(encoded, record)
         for (const job of batch) this.#settle(job, encoded, data, now)
         return
       }
@@ -240,8 +244,37 @@ export class Writer {
     let data: Data
     if (state.changes.cleared) data = { ...state.data }
     else if (state.stored === theirsStored) data = { ...state.data }
-    else data = merge(this.#base(state), state.data, theirs, state.changes.replaced)
+    else data = this.#changesOnto(state, theirs)
     if (job.updates !== null) applyUpdates(data, job.updates)
+    return data
+  }
+
+  /**
+   * This request's changes onto `theirs`, touching only the keys it changed: the keys it set or
+   * deleted, taken whole, and the objects it mutated in place, merged at every depth against the
+   * copy taken when they were handed out (what it loaded). Nothing else can differ from what it
+   * loaded, so the rest of the data is not compared, and the loaded record is not parsed again.
+   */
+  #changesOnto (state: SessionState, theirs: Data): Data {
+    const { replaced, exposed } = state.changes
+    const ours = state.data
+    const data: Data = { ...theirs }
+    if (exposed !== null) {
+      for (const [key, copy] of exposed) {
+        if (replaced?.has(key) === true) continue
+        // No copy to merge from (a Date, a Map, a class instance): the whole loaded record is the base.
+        if (copy === UNCOMPARABLE) return merge(this.#base(state), ours, theirs, replaced)
+        const value = mergeValue(copy, Object.hasOwn(ours, key) ? ours[key] : ABSENT, Object.hasOwn(theirs, key) ? theirs[key] : ABSENT)
+        if (value === ABSENT) delete data[key]
+        else define(data, key, value)
+      }
+    }
+    if (replaced !== null) {
+      for (const key of replaced) {
+        if (Object.hasOwn(ours, key)) define(data, key, ours[key])
+        else delete data[key]
+      }
+    }
     return data
   }
 

@@ -6,7 +6,9 @@ import { Backend } from '../lib/backend.js'
 import { resolveOptions } from '../lib/options.js'
 import { SessionCookie } from '../lib/cookie.js'
 import { SessionState } from '../lib/state.js'
+import { Session } from '../lib/session.js'
 import { nowSeconds } from '../lib/lifetime.js'
+import './helpers/session-data.js'
 import { CountingStore } from './helpers/app.js'
 
 function backendOn (store: CountingStore): Backend {
@@ -38,8 +40,7 @@ describe('Backend', () => {
     const states = await Promise.all(Array.from({ length: 20 }, async () => await load(backend, id)))
     store.reset()
     states.forEach((state, i) => {
-      state.data[`k${i}`] = i
-      state.changes.dirty = true
+      new Session(backend, state).set(`k${i}` as 'values', i)
       state.done = true
     })
     await Promise.all(states.map(async (state) => { await backend.persist(state) }))
@@ -56,11 +57,9 @@ describe('Backend', () => {
     const id = await create(backend, { cart: { items: ['a'] } })
     const mine = await load(backend, id)
     const theirs = await load(other, id)
-    ;(theirs.data.cart as { items: string[] }).items.push('theirs')
-    theirs.changes.dirty = true
+    ;(new Session(other, theirs).get('cart') as { items: string[] }).items.push('theirs')
     await other.persist(theirs)
-    ;(mine.data.cart as { items: string[] }).items.push('mine')
-    mine.changes.dirty = true
+    ;(new Session(backend, mine).get('cart') as { items: string[] }).items.push('mine')
     store.reset()
     await backend.persist(mine)
     assert.deepEqual(store.calls.map((c) => c.op), ['cas', 'get', 'cas'])
@@ -73,8 +72,7 @@ describe('Backend', () => {
     const id = await create(backend, { user: 'u' })
     const held = await load(backend, id)
     await backend.destroy(await load(backend, id))
-    held.data.more = 1
-    held.changes.dirty = true
+    new Session(backend, held).set('other', 'more')
     await backend.persist(held)
     assert.equal(await backend.read(id), undefined)
     assert.equal(held.isNew, true)
