@@ -215,10 +215,11 @@ describe('demo app in a real browser', { skip }, () => {
       try {
         const [laptop, phone, tablet] = await Promise.all(contexts.map(async (context) => await context.newPage()))
         const user = `Grace ${backend.name}`
-        // Two devices: each lists both, itself marked.
+        // Two devices: each lists both, itself marked. (A fresh navigation rather than reload():
+        // right after a form post's redirect, Chromium may still be swapping the page's frame.)
         await signIn(laptop, demo.url, user)
         await signIn(phone, demo.url, user)
-        await laptop.reload()
+        await laptop.goto(demo.url)
         assert.equal(await laptop.locator('#devices li').count(), 2)
         assert.equal(await laptop.locator('#devices li.current').count(), 1)
         assert.match(await laptop.locator('#devices li.current').textContent() ?? '', /Chrome 131/, 'this device is the laptop')
@@ -231,13 +232,13 @@ describe('demo app in a real browser', { skip }, () => {
         await Promise.all([laptop.waitForURL(demo.url), laptop.locator('#devices li:not(.current) form[action="/devices/revoke"] button').click()])
         assert.equal(await laptop.locator('#devices li').count(), 1, 'the phone is gone from the list')
         assert.equal(await laptop.locator('#username').textContent(), user, 'the laptop stays signed in')
-        await phone.reload()
+        await phone.goto(demo.url)
         assert.equal(await phone.locator('form[action="/login"]').count(), 1, 'the phone is signed out')
 
         // Three devices; "sign out everywhere" from the tablet signs out all of them.
         await signIn(phone, demo.url, user)
         await signIn(tablet, demo.url, user)
-        await tablet.reload()
+        await tablet.goto(demo.url)
         assert.equal(await tablet.locator('#devices li').count(), 3)
         assert.equal(await tablet.locator('#devices li.current').count(), 1)
         await Promise.all([tablet.waitForURL(demo.url), tablet.locator('form[action="/devices/revoke-all"] button').click()])
