@@ -2,9 +2,9 @@
 import type { RouteName, VariantName } from './protocol.js'
 import { EXPECTED_COMMANDS, ROUTE_SPECS } from './protocol.js'
 
-/** What a /race cell left in its sessions, read back through /dump (see run.ts countLost). */
+/** What a /race, /hot or /hot-update cell left in its sessions, read back through /dump (see run.ts countLost). */
 export interface RaceCount {
-  /** 2xx responses the server sent on /race during the cell: increments that were confirmed. */
+  /** 2xx responses the server sent on the route during the cell: increments that were confirmed. */
   served: number
   /** Sum of the counters stored in the sessions afterwards. */
   stored: number
@@ -39,7 +39,7 @@ export interface Cell {
   foreign: number | null
   /** Slices measured again because other processes disturbed them. */
   retries: number
-  /** /race only: confirmed increments against what the sessions hold afterwards. */
+  /** /race, /hot, /hot-update: confirmed increments against what the sessions hold afterwards. */
   race?: RaceCount
 }
 
@@ -107,9 +107,11 @@ export interface Summary {
   /** Against floor-redis-notimeout, the floor without node-redis's per-command AbortSignal. */
   vsFloorNoTimeout: number
   cpuVsFloorNoTimeout: number
+  /** p99 latency over floor-redis-notimeout's on the same route (the /hot latency target). */
+  p99VsFloorNoTimeout: number
   /** Server CPU busy share during the window (1 = one core saturated). */
   cpuShare: number
-  /** /race: totals over rounds (served, stored, lost), undefined elsewhere. */
+  /** /race, /hot, /hot-update: totals over rounds (served, stored, lost), undefined elsewhere. */
   race: { served: number, stored: number, lost: number, keys: number } | undefined
 }
 
@@ -119,6 +121,10 @@ export function summarize (cells: Cell[], meta: Meta): Summary[] {
   const ratio = (cell: Cell, variant: VariantName, route: RouteName): number => {
     const other = find(cell.round, variant, route)
     return other === undefined ? Number.NaN : rps(cell) / rps(other)
+  }
+  const p99Ratio = (cell: Cell, variant: VariantName): number => {
+    const other = find(cell.round, variant, cell.route)
+    return other === undefined ? Number.NaN : cell.p99 / other.p99
   }
   const cpuAbove = (cell: Cell, variant: VariantName): number => {
     const other = find(cell.round, variant, cell.route)
@@ -156,6 +162,7 @@ export function summarize (cells: Cell[], meta: Meta): Summary[] {
         cpuVsFloor: median(rounds.map((c) => cpuAbove(c, 'floor-redis'))),
         vsFloorNoTimeout: median(rounds.map((c) => ratio(c, 'floor-redis-notimeout', route))),
         cpuVsFloorNoTimeout: median(rounds.map((c) => cpuAbove(c, 'floor-redis-notimeout'))),
+        p99VsFloorNoTimeout: median(rounds.map((c) => p99Ratio(c, 'floor-redis-notimeout'))),
         cpuShare: median(rounds.map((c) => c.cpuShare)),
         race: raceTotals(rounds)
       })
@@ -185,38 +192,49 @@ export interface TargetCheck {
 // count by about connections / requests, well under this.
 const COMMAND_TOLERANCE = 0.02
 
+/** The routes whose cost the floors define exactly (one session's read, write, creation). */
+const FLOOR_ROUTES: readonly RouteName[] = ['/read', '/write', '/new']
+
 /**
- * The targets, each marked met or missed. Official: the issues' own bars (wave 1's on quart-redis,
- * issue 13's on quart-redis-csc and quart-memory /read, exact command counts, no lost update on
- * /race). The same bars applied elsewhere are listed apart, for information.
+ * The targets, each marked met or missed. Official: the issues' own bars (wave 1's on quart-redis
+ * against floor-redis, issue 13's exact command counts, issue 18's on quart-redis against
+ * floor-redis-notimeout (/read, /write, /new and /hot, with /hot's p99), issue 18's /read of the
+ * in-process stores against bare, also after mixed traffic, and no lost update on /race, /hot and
+ * /hot-update). The same bars applied elsewhere are listed apart, for information.
  */
 export function checkTargets (summaries: Summary[]): TargetCheck[] {
   const checks: TargetCheck[] = []
-  const add = (s: Summary, what: string, measured: string, met: boolean, official: boolean): void => {
+  // A bar against a reference (bare, a floor) that did not run here (--variants) cannot be
+  // judged: it is left out rather than reported missed.
+  const add = (s: Summary, what: string, measured: string, met: boolean, official: boolean, ratio?: number): void => {
+    if (ratio !== undefined && !Number.isFinite(ratio)) return
     checks.push({ variant: s.variant, route: s.route, what, measured, met, official })
   }
   for (const s of summaries) {
     if (!s.variant.startsWith('quart-')) continue
     const spec = ROUTE_SPECS[s.route]
     const onRedis = s.variant === 'quart-redis'
-    if (spec.sessioned && onRedis && s.route !== '/race') {
-      add(s, 'req/s ≥ 0.95 × floor-redis', `${fixed(s.vsFloor, 3)} ×`, s.vsFloor >= 0.95, true)
-      add(s, 'CPU ≤ floor-redis + 5 µs/req', `${signed(s.cpuVsFloor, 1)} µs`, s.cpuVsFloor <= 5, true)
-      // The plugin's own client runs without node-redis's per-command timeout: against the floor
-      // configured the same way, the comparison is like for like.
-      if (Number.isFinite(s.vsFloorNoTimeout)) {
-        add(s, 'req/s ≥ 0.95 × floor-redis-notimeout', `${fixed(s.vsFloorNoTimeout, 3)} ×`, s.vsFloorNoTimeout >= 0.95, false)
-        add(s, 'CPU ≤ floor-redis-notimeout + 5 µs/req', `${signed(s.cpuVsFloorNoTimeout, 1)} µs`, s.cpuVsFloorNoTimeout <= 5, false)
+    if (onRedis && FLOOR_ROUTES.includes(s.route)) {
+      add(s, 'req/s ≥ 0.95 × floor-redis', `${fixed(s.vsFloor, 3)} ×`, s.vsFloor >= 0.95, true, s.vsFloor)
+      add(s, 'CPU ≤ floor-redis + 5 µs/req', `${signed(s.cpuVsFloor, 1)} µs`, s.cpuVsFloor <= 5, true, s.cpuVsFloor)
+    }
+    // Issue 18: against the floor whose client, like the plugin's, runs without node-redis's
+    // per-command timeout, the comparison is like for like.
+    if (onRedis && (FLOOR_ROUTES.includes(s.route) || s.route === '/hot')) {
+      add(s, 'req/s ≥ 0.95 × floor-redis-notimeout', `${fixed(s.vsFloorNoTimeout, 3)} ×`, s.vsFloorNoTimeout >= 0.95, true, s.vsFloorNoTimeout)
+      if (s.route === '/hot') {
+        add(s, 'p99 ≤ 2 × floor-redis-notimeout p99', `${fixed(s.p99VsFloorNoTimeout, 2)} × (${fixed(s.p99, 2)} ms)`, s.p99VsFloorNoTimeout <= 2, true, s.p99VsFloorNoTimeout)
+      } else {
+        add(s, 'CPU ≤ floor-redis-notimeout + 5 µs/req', `${signed(s.cpuVsFloorNoTimeout, 1)} µs`, s.cpuVsFloorNoTimeout <= 5, false, s.cpuVsFloorNoTimeout)
       }
     }
     if (!spec.sessioned) {
-      add(s, 'req/s ≥ 0.97 × bare (same route)', `${fixed(s.vsBareRoute, 3)} ×`, s.vsBareRoute >= 0.97, onRedis)
+      add(s, 'req/s ≥ 0.97 × bare (same route)', `${fixed(s.vsBareRoute, 3)} ×`, s.vsBareRoute >= 0.97, onRedis, s.vsBareRoute)
     }
-    if (s.route === '/read' && s.variant === 'quart-redis-csc') {
-      add(s, 'req/s ≥ 0.8 × bare (same route)', `${fixed(s.vsBareRoute, 3)} ×`, s.vsBareRoute >= 0.8, true)
-    }
-    if (s.route === '/read' && s.variant === 'quart-memory') {
-      add(s, 'req/s ≥ 0.85 × bare (same route)', `${fixed(s.vsBareRoute, 3)} ×`, s.vsBareRoute >= 0.85, true)
+    // Issue 18: a session held in this process reads at nearly bare speed, also when the store
+    // has just served mixed traffic (/read-mixed).
+    if ((s.route === '/read' || s.route === '/read-mixed') && (s.variant === 'quart-memory' || s.variant === 'quart-redis-csc')) {
+      add(s, 'req/s ≥ 0.9 × bare (same route)', `${fixed(s.vsBareRoute, 3)} ×`, s.vsBareRoute >= 0.9, true, s.vsBareRoute)
     }
     const expected = EXPECTED_COMMANDS[s.variant]?.[s.route]
     if (expected !== undefined) {
@@ -255,7 +273,7 @@ export function renderMarkdown (summaries: Summary[], checks: TargetCheck[], met
     byRow.set(key, [...(byRow.get(key) ?? []), check])
   }
   out.push(table(
-    ['variant', 'route', 'req/s', '× bare /anon', '× bare route', '× floor-redis', 'p50 ms', 'p99 ms', 'non-2xx', 'Set-Cookie/resp', 'backend cmds/req', 'CPU µs/req', 'Δ CPU vs floor µs', 'server CPU', 'targets'],
+    ['variant', 'route', 'req/s', '× bare /anon', '× bare route', '× floor-redis', '× floor-redis-notimeout', 'p50 ms', 'p99 ms', 'non-2xx', 'Set-Cookie/resp', 'backend cmds/req', 'CPU µs/req', 'Δ CPU vs floor µs', 'server CPU', 'targets'],
     summaries.map((s) => {
       const rowChecks = byRow.get(`${s.variant} ${s.route}`) ?? []
       const official = rowChecks.filter((c) => c.official)
@@ -265,7 +283,7 @@ export function renderMarkdown (summaries: Summary[], checks: TargetCheck[], met
       if (bars.length > 0) targets += `${targets === '' ? '' : ' '}(bar missed: ${bars.map((c) => c.what).join('; ')})`
       else if (official.length === 0 && rowChecks.length > 0) targets = '(bars met)'
       return [
-        s.variant, s.route, integer(s.rps), fixed(s.vsBareAnon, 2), fixed(s.vsBareRoute, 2), fixed(s.vsFloor, 2),
+        s.variant, s.route, integer(s.rps), fixed(s.vsBareAnon, 2), fixed(s.vsBareRoute, 2), fixed(s.vsFloor, 2), fixed(s.vsFloorNoTimeout, 2),
         fixed(s.p50, 2), fixed(s.p99, 2), s.errors > 0 ? `${s.non2xx} (+${s.errors} errors)` : String(s.non2xx),
         fixed(s.setCookie, 2), commandText(s.commandsBy, s.commands), fixed(s.cpu, 1), signed(s.cpuVsFloor, 1),
         `${Math.round(s.cpuShare * 100)} %`, targets
@@ -274,21 +292,24 @@ export function renderMarkdown (summaries: Summary[], checks: TargetCheck[], met
   ))
   out.push('')
 
+  // By route, then variant: each route's rows read as one comparison.
   const races = summaries.filter((s) => s.race !== undefined)
+    .sort((a, b) => meta.routes.indexOf(a.route) - meta.routes.indexOf(b.route))
   if (races.length > 0) {
-    out.push('### /race: concurrent writers on few sessions')
+    out.push('### Lost updates: /race, /hot, /hot-update')
     out.push('')
-    out.push(`${meta.connections} connections over ${races[0].rounds[0]?.race?.sessions ?? '?'} sessions; each connection increments a counter of its own, so ` +
-      'every conflict is between distinct keys. Lost = 2xx responses the server sent − the sum of the counters read back through `/dump` after the cell (totals over rounds).')
+    out.push(`${meta.connections} connections. \`/race\`: over 2 sessions, each connection increments a counter of its own, so every conflict is between distinct keys. ` +
+      '`/hot`: the same on ONE session. Lost = 2xx responses the server sent − the sum of the counters read back through `/dump` after the cell. ' +
+      '`/hot-update`: one session, one shared counter (this plugin: `session.update()`; the others: read, add one, write); lost = 2xx responses − the final value. Totals over rounds.')
     out.push('')
     out.push(table(
-      ['variant', 'req/s', 'increments confirmed (2xx)', 'stored', 'lost', 'non-2xx', 'p99 ms', 'backend cmds/req', 'CPU µs/req'],
+      ['route', 'variant', 'req/s', 'increments confirmed (2xx)', 'stored', 'lost', 'non-2xx', 'p50 ms', 'p99 ms', 'backend cmds/req', 'CPU µs/req'],
       races.map((s) => {
         const race = s.race as NonNullable<Summary['race']>
         return [
-          s.variant, integer(s.rps), String(race.served), String(race.stored),
+          s.route, s.variant, integer(s.rps), String(race.served), String(race.stored),
           race.lost === 0 ? '0' : `**${race.lost}** (${fixed(race.lost / Math.max(race.served, 1) * 100, 1)} %)`,
-          s.errors > 0 ? `${s.non2xx} (+${s.errors} errors)` : String(s.non2xx), fixed(s.p99, 2),
+          s.errors > 0 ? `${s.non2xx} (+${s.errors} errors)` : String(s.non2xx), fixed(s.p50, 2), fixed(s.p99, 2),
           commandText(s.commandsBy, s.commands), fixed(s.cpu, 1)
         ]
       })
@@ -296,7 +317,7 @@ export function renderMarkdown (summaries: Summary[], checks: TargetCheck[], met
     out.push('')
   }
 
-  out.push('### Targets (issues 6, 11, 13)')
+  out.push('### Targets (issues 6, 11, 13, 18)')
   out.push('')
   const officialChecks = checks.filter((c) => c.official)
   const extraChecks = checks.filter((c) => !c.official)
@@ -306,7 +327,7 @@ export function renderMarkdown (summaries: Summary[], checks: TargetCheck[], met
   }
   if (extraChecks.length > 0) {
     out.push('')
-    out.push('The same bars applied elsewhere (not targets of the issues): the other backends of this plugin, and quart-redis against floor-redis-notimeout:')
+    out.push('The same bars applied elsewhere (not targets of the issues): the other backends of this plugin, and quart-redis\'s CPU against floor-redis-notimeout:')
     out.push('')
     out.push(table(['variant', 'route', 'bar', 'measured', ''], extraChecks.map((c) => [c.variant, c.route, c.what, c.measured, c.met ? 'met' : 'missed'])))
   }

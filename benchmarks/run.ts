@@ -18,7 +18,7 @@ import { foreignCores, machineBusyMicros, processMicros } from './machine.js'
 import { checkTargets, renderMarkdown, summarize, type Cell, type Meta, type RaceCount } from './report.js'
 import {
   ROUTE_SPECS, ROUTES, VARIANT_BACKEND, VARIANT_ROUTES, VARIANTS,
-  type BackendName, type ChildMessage, type ParentMessage, type RaceDump, type RouteName, type VariantName
+  type BackendName, type ChildMessage, type ParentMessage, type RaceDump, type RouteName, type RouteSpec, type VariantName
 } from './protocol.js'
 
 const here = (path: string): string => fileURLToPath(new URL(path, import.meta.url))
@@ -34,7 +34,7 @@ const PLACEHOLDER_COOKIE = 'session=bm9uZS1pc3N1ZWQtYnktdGhpcy12YXJpYW50LXBsYWNl
 
 interface Options {
   duration: number
-  /** Seconds measured per /race cell: its result is a count (lost updates), not a ratio to hold to a few percent. */
+  /** Seconds measured per /race and /hot-update cell: their result is a count (lost updates), not a ratio to hold to a few percent. */
   raceDuration: number
   warmup: number
   rounds: number
@@ -280,6 +280,17 @@ async function login (base: string, variant: VariantName): Promise<string> {
   return cookies.map((c) => c.split(';', 1)[0]).join('; ')
 }
 
+/** A route's URL on one server, with the sessions it spreads its connections over (one /login each). */
+async function drive (base: string, variant: VariantName, spec: RouteSpec, options: Options): Promise<Drive> {
+  const headerSets: Array<Record<string, string>> = []
+  const sessions = spec.sessions === 'each' ? options.connections : spec.sessions
+  for (let i = 0; i < sessions; i++) {
+    const cookie = await login(base, variant)
+    headerSets.push(spec.cookie ? { cookie } : {})
+  }
+  return { url: `${base}${spec.path}`, headerSets }
+}
+
 /** Set-Cookie headers per response, over a few requests sent one by one (autocannon cannot count them). */
 async function sampleSetCookie (url: string, headers: Record<string, string>, count: number): Promise<{ perResponse: number, failed: number }> {
   let cookies = 0
@@ -408,6 +419,20 @@ async function waitForQuiet (server: ServerChild, backends: Backend[], options: 
 /** Seconds spent re-measuring disturbed slices so far, against --retry-budget. */
 let retrySpent = 0
 
+/**
+ * /race and /hot-update are measured for their lost updates (a count); /hot has a req/s target
+ * against the floor too, so it gets the full duration.
+ */
+function cellDuration (route: RouteName, options: Options): number {
+  return route === '/race' || route === '/hot-update' ? options.raceDuration : options.duration
+}
+
+/** A load to drive: a URL and one header set per session. */
+interface Drive {
+  url: string
+  headerSets: Array<Record<string, string>>
+}
+
 /** A variant's server as one route drives it. */
 interface Target {
   variant: VariantName
@@ -417,6 +442,8 @@ interface Target {
   url: string
   /** One set per session the route spreads its connections over (see RouteSpec.sessions). */
   headerSets: Array<Record<string, string>>
+  /** Driven after the route's own warm-up, before it is measured (RouteSpec.mixedWarmup). */
+  mixed: Drive[]
 }
 
 /** One measured slice of a cell. */
@@ -506,10 +533,14 @@ function concatSorted (arrays: Latencies[]): Latencies {
 async function measureRoute (round: number, route: RouteName, targets: Target[], backends: Backend[], options: Options): Promise<Cell[]> {
   for (const target of targets) {
     if (options.warmup > 0 && !interrupted) await load(target.url, target.headerSets, options.warmup, options.connections)
+    // At least a second each even with --warmup 0: the point is a store that has just served them.
+    for (const drive of target.mixed) {
+      if (!interrupted) await load(drive.url, drive.headerSets, Math.max(options.warmup, 1), options.connections)
+    }
   }
   // Lets requests cut off by the end of the warm-up finish before the counters are read.
   await sleep(100)
-  const duration = route === '/race' ? options.raceDuration : options.duration
+  const duration = cellDuration(route, options)
   const count = Math.max(1, Math.round(duration / options.slice))
   const seconds = duration / count
   const slices = new Map<VariantName, Slice[]>(targets.map((t) => [t.variant, []]))
@@ -551,19 +582,20 @@ async function measureRoute (round: number, route: RouteName, targets: Target[],
       cpuShare: sum((s) => s.cpuMicros) / (wall * 1e6),
       foreign: list.some((s) => s.foreign === null) ? null : sum((s) => (s.foreign ?? 0) * s.wall) / wall,
       retries: retries.get(target.variant) ?? 0,
-      ...(route === '/race' ? { race: await countLost(target) } : {})
+      ...(ROUTE_SPECS[route].counts !== undefined ? { race: await countLost(target, ROUTE_SPECS[route].counts) } : {})
     })
   }
   return cells
 }
 
 /**
- * After a /race cell (warm-up, slices and samples, every request of it): the counters stored in
- * each session, read back through /dump, against the 2xx responses the server sent. Every 2xx
- * response stood for one increment of a key no other request was writing at the same time, so
- * any difference is an update a save lost.
+ * After a /race or /hot cell (warm-up, slices and samples, every request of it): the counters
+ * stored in each session, read back through /dump, against the 2xx responses the server sent.
+ * Every 2xx response stood for one increment of a key no other request was writing at the same
+ * time, so any difference is an update a save lost. After /hot-update, the one shared counter
+ * stands for them all: every 2xx was one increment of it.
  */
-async function countLost (target: Target): Promise<RaceCount> {
+async function countLost (target: Target, counts: 'slots' | 'hits'): Promise<RaceCount> {
   // Requests cut off when the load stopped are still being answered: let them finish.
   await sleep(200)
   const base = target.url.slice(0, target.url.lastIndexOf('/'))
@@ -574,8 +606,8 @@ async function countLost (target: Target): Promise<RaceCount> {
     const response = await fetch(`${base}/dump`, { headers })
     if (!response.ok) throw new Error(`${target.variant} /dump answered ${response.status}: ${(await response.text()).slice(0, 500)}`)
     const dump = await response.json() as RaceDump
-    stored += dump.sum
-    keys += dump.keys
+    stored += counts === 'hits' ? dump.hits : dump.sum
+    keys += counts === 'hits' ? 1 : dump.keys
     served = dump.served
   }
   return { served, stored, lost: served - stored, keys, sessions: target.headerSets.length }
@@ -674,8 +706,8 @@ async function main (): Promise<void> {
 
   let variants = options.variants.filter((v) => meta.skipped[v] === undefined)
   const perCell = (route: RouteName): number => {
-    const duration = route === '/race' ? options.raceDuration : options.duration
-    return options.warmup + 0.1 + duration + Math.max(1, Math.round(duration / options.slice)) * 0.3 + options.samples * 0.003
+    const duration = cellDuration(route, options)
+    return options.warmup + (ROUTE_SPECS[route].mixedWarmup?.length ?? 0) * Math.max(options.warmup, 1) + 0.1 + duration + Math.max(1, Math.round(duration / options.slice)) * 0.3 + options.samples * 0.003
   }
   const perRound = variants.reduce((n, v) => n + options.routes.filter((r) => (VARIANT_ROUTES[v] ?? ROUTES).includes(r)).reduce((t, r) => t + perCell(r), 0), 0)
   const estimate = options.rounds * (perRound + variants.length * 1.5)
@@ -709,18 +741,18 @@ async function main (): Promise<void> {
           if (!(VARIANT_ROUTES[variant] ?? ROUTES).includes(route)) continue
           const server = servers.get(variant) as ServerChild
           const backendName = VARIANT_BACKEND[variant]
-          const headerSets: Array<Record<string, string>> = []
-          const sessions = spec.sessions === 'each' ? options.connections : spec.sessions
-          for (let i = 0; i < sessions; i++) {
-            const cookie = await login(`http://127.0.0.1:${server.port}`, variant)
-            headerSets.push(spec.cookie ? { cookie } : {})
-          }
+          const base = `http://127.0.0.1:${server.port}`
+          // The mixed warm-up's sessions first: the route's own /login comes last, so the /hot
+          // and /race bookkeeping it resets is the route's.
+          const mixed: Drive[] = []
+          for (const other of spec.mixedWarmup ?? []) mixed.push(await drive(base, variant, ROUTE_SPECS[other], options))
+          const own = await drive(base, variant, spec, options)
           targets.push({
             variant,
             server,
             backend: backendName === undefined ? undefined : backends[backendName],
-            url: `http://127.0.0.1:${server.port}${spec.path}`,
-            headerSets
+            ...own,
+            mixed
           })
         }
         for (const cell of await measureRoute(round, route, targets, Object.values(backends), options)) {

@@ -14,7 +14,8 @@ import { LOGIN_USER, NEW_USER, SECRET, SESSION_TTL_SECONDS, STATIC_PREFIX } from
 
 const PUBLIC_DIR = fileURLToPath(new URL('./public/', import.meta.url))
 
-interface SessionData { user?: string, counter?: number }
+// The /race and /hot counters (`c0`, `c1`, …) and /hot-update's shared `hits` sit beside these.
+interface SessionData { user?: string, counter?: number, hits?: number, [slot: string]: unknown }
 /** The plugin's record shape (see the README's record format), so the floor parses the same text. */
 interface SessionRecord { data: SessionData }
 
@@ -24,15 +25,22 @@ interface SessionLike {
   set (key: string, value: unknown): void
 }
 
+/** This plugin's session adds the atomic read-modify-write that /hot-update uses. */
+interface QuartSessionLike extends SessionLike {
+  update (key: string, fn: (value: unknown) => unknown): Promise<unknown>
+}
+
 /** How a variant fills in the four session routes; `bare` fills them with constants. */
 interface Handlers {
   login (request: FastifyRequest): Promise<unknown>
   read (request: FastifyRequest): Promise<unknown>
   write (request: FastifyRequest): Promise<unknown>
   create (request: FastifyRequest): Promise<unknown>
-  /** /race: increments the counter of the request's connection in its session. */
+  /** /race and /hot: increments the counter of the request's connection in its session. */
   race (request: FastifyRequest): Promise<unknown>
-  /** /dump: reads the /race counters back (see RaceDump). */
+  /** /hot-update: increments the session's one shared counter `hits`. */
+  hotUpdate (request: FastifyRequest): Promise<unknown>
+  /** /dump: reads the /race, /hot and /hot-update counters back (see RaceDump). */
   dump (request: FastifyRequest): Promise<RaceDump>
 }
 
@@ -54,7 +62,7 @@ function sessionOf (request: FastifyRequest): SessionLike {
 }
 
 /**
- * /race bookkeeping. Each keep-alive connection gets a counter key of its own (`c0`, `c1`, …):
+ * /race and /hot bookkeeping. Each keep-alive connection gets a counter key of its own (`c0`, `c1`, …):
  * requests on one connection come one after another, so two requests that overlap in time
  * always write distinct keys, and any increment missing at the end was lost by a save, not by
  * two requests legitimately writing the same key. `served` counts the 2xx responses the server
@@ -121,22 +129,37 @@ const sessionHandlers: Handlers = {
     session.set(slot, count)
     return { count }
   },
+  // A read-modify-write, as an app without an atomic update writes it: @fastify/session loses
+  // increments here (this plugin's variants use session.update instead, see quart()).
+  async hotUpdate (request) {
+    const session = sessionOf(request)
+    const hits = (session.get('hits') as number | undefined ?? 0) + 1
+    session.set('hits', hits)
+    return { hits }
+  },
   async dump (request) {
     const session = sessionOf(request)
-    let sum = 0
-    let keys = 0
-    for (const name of race.names) {
-      const value = session.get(name)
-      if (typeof value === 'number') { sum += value; keys++ }
-    }
-    return { sum, keys, served: race.served }
+    return countersOf((key) => session.get(key))
   }
 }
 
-/** For the variants without sessions, which never run /race. */
-const noRace: Pick<Handlers, 'race' | 'dump'> = {
+/** The /dump answer from a session's values. */
+function countersOf (get: (key: string) => unknown): RaceDump {
+  let sum = 0
+  let keys = 0
+  for (const name of race.names) {
+    const value = get(name)
+    if (typeof value === 'number') { sum += value; keys++ }
+  }
+  const hits = get('hits')
+  return { sum, keys, hits: typeof hits === 'number' ? hits : 0, served: race.served }
+}
+
+/** For the variants without sessions, which never run /race or /hot (bare drives /hot only in /read-mixed's warm-up). */
+const noRace: Pick<Handlers, 'race' | 'hotUpdate' | 'dump'> = {
   async race () { return { count: 0 } },
-  async dump () { return { sum: 0, keys: 0, served: 0 } }
+  async hotUpdate () { return { hits: 0 } },
+  async dump () { return { sum: 0, keys: 0, hits: 0, served: 0 } }
 }
 
 // The least work any Redis-backed session can do with node-redis: the same round trips and the
@@ -150,9 +173,19 @@ function floor (clientOptions: { commandOptions?: { timeout: number } }): Setup 
     const key = 'floor:session'
     const expiration = { type: 'EX', value: SESSION_TTL_SECONDS } as const
     let next = 0
+    // GET + parse + change + stringify + SET: what /write does, and what /hot and /hot-update do
+    // on the one key all connections share (losing the updates another request made in between).
+    const readModifyWrite = async (change: (data: SessionData) => unknown): Promise<unknown> => {
+      const text = await client.get(key)
+      const record: SessionRecord = text === null ? { data: {} } : parse(text)
+      const result = change(record.data)
+      await client.set(key, stringify(record), { expiration })
+      return result
+    }
     return {
       handlers: {
         async login () {
+          race.reset()
           await client.set(key, stringify({ data: { user: LOGIN_USER, counter: 0 } } satisfies SessionRecord), { expiration })
           return { user: LOGIN_USER }
         },
@@ -162,19 +195,37 @@ function floor (clientOptions: { commandOptions?: { timeout: number } }): Setup 
           return { user: record.data.user }
         },
         async write () {
-          const text = await client.get(key)
-          const record: SessionRecord = text === null ? { data: {} } : parse(text)
-          const counter = (record.data.counter ?? 0) + 1
-          record.data.counter = counter
-          await client.set(key, stringify(record), { expiration })
-          return { counter }
+          return await readModifyWrite((data) => {
+            const counter = (data.counter ?? 0) + 1
+            data.counter = counter
+            return { counter }
+          })
         },
         async create () {
           // A counter, not a random id: the floor has no id to generate, only a key to fill.
           await client.set(`floor:new:${next++}`, stringify({ data: { user: NEW_USER } } satisfies SessionRecord), { expiration })
           return { user: NEW_USER }
         },
-        ...noRace
+        async race (request) {
+          const slot = race.slotOf(request)
+          return await readModifyWrite((data) => {
+            const count = (data[slot] as number | undefined ?? 0) + 1
+            data[slot] = count
+            return { count }
+          })
+        },
+        async hotUpdate () {
+          return await readModifyWrite((data) => {
+            const hits = (data.hits ?? 0) + 1
+            data.hits = hits
+            return { hits }
+          })
+        },
+        async dump () {
+          const text = await client.get(key)
+          const record: SessionRecord = text === null ? { data: {} } : parse(text)
+          return countersOf((name) => record.data[name])
+        }
       },
       close: async () => { await client.close() }
     }
@@ -249,7 +300,15 @@ function quart (kind: 'memory' | 'redis' | 'redis-csc' | 'memcached' | 'filesyst
       filesystem: () => ({ type: 'filesystem' as const, directory: env('BENCH_FS_DIR') })
     } as const
     await app.register(quartSession, { ...backends[kind](), ...extra, secret: SECRET, maxAge: SESSION_TTL_SECONDS })
-    return { handlers: sessionHandlers, anonConfig: { session: false } }
+    const handlers: Handlers = {
+      ...sessionHandlers,
+      // The atomic form: applied onto the latest stored value, so no increment is lost.
+      async hotUpdate (request) {
+        const session = sessionOf(request) as QuartSessionLike
+        return { hits: await session.update('hits', (v) => (v as number | undefined ?? 0) + 1) }
+      }
+    }
+    return { handlers, anonConfig: { session: false } }
   }
 }
 
@@ -271,6 +330,9 @@ async function main (): Promise<void> {
   app.get('/write', handlers.write)
   app.get('/new', handlers.create)
   app.get('/race', { onSend: countServed }, handlers.race)
+  // One session for every connection (the harness logs in once): the same handler as /race.
+  app.get('/hot', { onSend: countServed }, handlers.race)
+  app.get('/hot-update', { onSend: countServed }, handlers.hotUpdate)
   app.get('/dump', handlers.dump)
   if (close !== undefined) app.addHook('onClose', close)
 
