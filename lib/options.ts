@@ -79,7 +79,7 @@ export interface QuartSessionOptions {
   serializer?: Serializer
   /** Seconds a backend operation may take before the request fails (redis, memcached). Default 2. */
   timeout?: number
-  /** Most sessions the memory or filesystem store keeps (`SESSION_FILE_THRESHOLD`); beyond it the least recently used (memory) or oldest (filesystem) go. Default 10 000. */
+  /** Most sessions the memory or filesystem store keeps (`SESSION_FILE_THRESHOLD`); beyond it the least recently used go. Default 10 000. */
   maxEntries?: number
   /**
    * Turns on the per-user index (docs/sessions.md): the session key that holds the user's id, or
