@@ -9,6 +9,8 @@ export interface Dated {
   created: number
   /** Last write or refresh of the record. */
   touched: number
+  /** When the cookie last went out with its expiry (at or before `touched`); absent: at `touched`. */
+  sent?: number
   /** The session's own cookie settings (`maxAge` in seconds), if any. */
   cookieOptions: SessionCookieOptions | undefined
 }
@@ -35,9 +37,22 @@ export class Lifetime {
     return cookieOptions?.maxAge ?? this.maxAge
   }
 
-  /** Whether the record's lifetime should be restarted now (rolling, at most once per lifetime / 10). */
+  /**
+   * Whether the record's lifetime and the cookie's expiry should be restarted now (rolling, at
+   * most once per lifetime / 10), counted from the last time the cookie went out.
+   */
   refreshDue (session: Dated, now: number): boolean {
-    return this.rolling && now - session.touched >= Math.max(1, Math.floor(this.of(session.cookieOptions) / 10))
+    return this.rolling && this.cookieDue(session, now)
+  }
+
+  /**
+   * Whether a write should re-send the cookie of a session the browser already holds: its expiry
+   * is due a refresh (once per lifetime / 10). A write in between extends the record only: the
+   * cookie still outlives the refresh interval by far, and a hot session's requests skip a
+   * Set-Cookie each.
+   */
+  cookieDue (session: Dated, now: number): boolean {
+    return now - (session.sent ?? session.touched) >= Math.max(1, Math.floor(this.of(session.cookieOptions) / 10))
   }
 
   /** Seconds left from `from`, the backend TTL and cookie Max-Age alike; absoluteMaxAge caps it. */

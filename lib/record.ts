@@ -21,6 +21,11 @@ export interface SessionRecord {
   created?: number
   /** Seconds since the epoch: last write or refresh (the lifetime counts from here). */
   touched?: number
+  /**
+   * Seconds since the epoch: when the cookie last went out with its expiry, where that was before
+   * `touched` (writes in between skip re-sending it; absent: at `touched`).
+   */
+  sent?: number
   /** Cookie settings given by `session.options()`; `maxAge` in seconds. */
   cookie?: SessionCookieOptions
   /** Seconds since the epoch: when this record's id was issued (creation, regenerate or renewal), for `renewAfter`. */
@@ -182,10 +187,10 @@ function isTime (value: unknown): boolean {
 
 function isRecord (value: unknown): value is SessionRecord {
   if (!isPlainObject(value)) return false
-  const { data, permanent, pin, created, touched, cookie, born, forward } = value
+  const { data, permanent, pin, created, touched, sent, cookie, born, forward } = value
   if (!isPlainObject(data) || (permanent !== undefined && permanent !== false) ||
       (pin !== undefined && typeof pin !== 'string') || !isTime(created) || !isTime(touched) ||
-      !isTime(born) || (forward !== undefined && typeof forward !== 'string')) return false
+      !isTime(born) || !isTime(sent) || (forward !== undefined && typeof forward !== 'string')) return false
   if (cookie === undefined) return true
   try {
     return isPlainObject(cookie) && checkSessionCookieOptions(cookie) !== undefined

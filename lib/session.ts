@@ -77,6 +77,7 @@ export class Session {
     const state = this[kState]
     if (value === state.permanent) return
     state.permanent = value
+    state.changes.cookie = true
     changed(state)
   }
 
@@ -186,6 +187,7 @@ export class Session {
     const picked = checkSessionCookieOptions(cookieOptions, { ...this[kBackend].cookie.options, ...state.cookieOptions })
     if (picked === undefined) return
     state.cookieOptions = { ...state.cookieOptions, ...picked }
+    state.changes.cookie = true
     changed(state)
   }
 

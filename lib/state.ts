@@ -35,6 +35,8 @@ export class Changes {
   exposed: Map<string, unknown> | null = null
   /** Restart the record's lifetime at the end of the request, even if nothing changed. */
   touch = false
+  /** The cookie's own settings changed (`permanent`, `options()`): the next write re-sends it. */
+  cookie = false
   /** Read-modify-writes to apply at the next save. */
   updates: Update[] | null = null
   version = 0
@@ -45,6 +47,7 @@ export class Changes {
     this.replaced = null
     this.exposed = null
     this.touch = false
+    this.cookie = false
     this.updates = null
   }
 
@@ -86,6 +89,8 @@ export class SessionState implements Dated {
   pin: string | undefined
   created: number
   touched: number
+  /** When the cookie last went out with its expiry (lib/lifetime.ts cookieDue). */
+  sent: number
   /** When this id was issued (renewAfter counts from here). */
   born: number
   /**
@@ -124,6 +129,7 @@ export class SessionState implements Dated {
     this.pin = init.pin
     this.created = record?.created ?? now
     this.touched = record === undefined ? now : record.touched ?? 0
+    this.sent = record?.sent ?? this.touched
     this.born = record === undefined ? now : record.born ?? this.created
     this.cookieOptions = record?.cookie
   }
@@ -164,13 +170,14 @@ export class SessionState implements Dated {
     if (born !== undefined) this.born = born
   }
 
-  /** The record this session would store now, last written or refreshed at `touched`. */
-  toRecord (touched: number): SessionRecord {
+  /** The record this session would store now, last written or refreshed at `touched`; the cookie last sent at `sent`. */
+  toRecord (touched: number, sent = touched): SessionRecord {
     const record: SessionRecord = { data: this.data }
     if (!this.permanent) record.permanent = false
     if (this.pin !== undefined) record.pin = this.pin
     record.created = this.created
     record.touched = touched
+    if (sent !== touched) record.sent = sent
     if (this.cookieOptions !== undefined) record.cookie = this.cookieOptions
     // Written only once renewal made it differ: until then the id is as old as the session.
     if (this.born !== this.created) record.born = this.born
@@ -209,7 +216,7 @@ export class SessionState implements Dated {
    * The record was written as `encoded` (undefined: deleted, the session was emptied). `version`
    * and `baseline` were taken when the write began: changes made since stay pending.
    */
-  written (encoded: Encoded | undefined, now: number, version: number, baseline: Map<string, unknown> | null, data?: Data): void {
+  written (encoded: Encoded | undefined, now: number, version: number, baseline: Map<string, unknown> | null, data?: Data, cookie = true): void {
     // A save in the middle of a request (save(), update()): the handler goes on with the merged data.
     if (data !== undefined) this.data = data
     const changes = this.changes
@@ -233,7 +240,9 @@ export class SessionState implements Dated {
     this.plain = encoded.plain
     this.touched = now
     this.isNew = false
-    this.sendCookie = this.forward === undefined
+    if (cookie) this.sent = now
+    // A cookie an earlier write of this request owes the response stays owed.
+    this.sendCookie = (this.sendCookie || cookie) && this.forward === undefined
     this.clearCookie = false
   }
 
@@ -268,6 +277,7 @@ export class SessionState implements Dated {
     this.data = kept
     this.created = now
     this.touched = now
+    this.sent = now
     this.born = now
     this.changes.dirty = true
   }
@@ -280,6 +290,7 @@ export class SessionState implements Dated {
     this.permanent = permanent
     this.created = now
     this.touched = now
+    this.sent = now
     this.born = now
   }
 
@@ -292,6 +303,7 @@ export class SessionState implements Dated {
     this.isNew = record === undefined
     this.created = record?.created ?? now
     this.touched = record?.touched ?? now
+    this.sent = record?.sent ?? this.touched
     this.born = record?.born ?? this.created
     this.cookieOptions = record?.cookie
     this.changes.reset()

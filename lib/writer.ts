@@ -199,7 +199,10 @@ export class Writer {
         }
       }
       const empty = isEmpty(data)
-      const record = { ...last.toRecord(now), data, created }
+      // The browser holds this session's cookie: a write re-sends it only when its expiry is due.
+      const cookie = batch.some((job) => this.#cookieDue(job.state, now))
+      const sent = cookie ? now : Math.max(...batch.map((job) => job.state.sent))
+      const record = { ...last.toRecord(now, sent), data, created }
       const encoded = empty ? undefined : this.codec.encode(record, key)
       let written: boolean
       try {
@@ -210,7 +213,7 @@ export class Writer {
       if (written) {
         queue.latest = encoded === undefined ? undefined : { ...encoded, record }
         if (encoded !== undefined) this.codec.remember(encoded, record)
-        for (const job of batch) this.#settle(job, encoded, data, now)
+        for (const job of batch) this.#settle(job, encoded, data, now, cookie)
         return
       }
       if (attempt === 1) deadline = Date.now() + RETRY_FOR_MS
@@ -319,11 +322,16 @@ export class Writer {
     return outcome.kind === 'forward' ? { ...outcome.decoded, key: outcome.key } : undefined
   }
 
-  #settle (job: Job, encoded: Encoded | undefined, data: Data, now: number): void {
+  /** Whether a save of a session the client holds a cookie for must re-send it. */
+  #cookieDue (state: SessionState, now: number): boolean {
+    return state.changes.cookie || !state.hadCookie || this.lifetime.cookieDue(state, now)
+  }
+
+  #settle (job: Job, encoded: Encoded | undefined, data: Data, now: number, cookie: boolean): void {
     const state = job.state
     // A save in the middle of a request (save(), update()): the handler goes on with a copy of the merged data.
     const merged = state.done ? undefined : encoded === undefined ? {} : this.codec.open(encoded.stored, this.keyOf(state)).record.data
-    state.written(encoded, now, job.version, job.baseline, merged)
+    state.written(encoded, now, job.version, job.baseline, merged, cookie)
     settleUpdates(job.updates, data)
     job.resolve()
   }

@@ -137,8 +137,26 @@ describe('session.options()', () => {
     assert.equal(view.httpOnly, true)
     // The next write of this session keeps its own lifetime.
     store.reset()
-    const counter = await app.inject({ url: '/counter', headers: { cookie: set.pair } })
-    assert.equal(cookieOf(counter)?.attributes['max-age'], String(30 * 24 * 3600))
+    await app.inject({ url: '/counter', headers: { cookie: set.pair } })
+    assert.equal(store.calls.find((c) => c.op === 'cas')?.ttl, 30 * 24 * 3600)
+    await app.close()
+  })
+
+  it('writes re-send the cookie once its expiry is due (lifetime / 10), with the new expiry; in between they extend the record only', async () => {
+    const store = new CountingStore()
+    const app = await build({ store, maxAge: 10 }, sessionRoutes)
+    const set = cookieOf(await app.inject('/counter'))
+    assert.ok(set)
+    assert.equal(setCookieCount(await app.inject({ url: '/counter', headers: { cookie: set.pair } })), 0)
+    await sleep(1100)
+    const due = await app.inject({ url: '/counter', headers: { cookie: set.pair } })
+    assert.equal(cookieOf(due)?.value, set.value)
+    assert.equal(cookieOf(due)?.attributes['max-age'], '10')
+    assert.equal(setCookieCount(await app.inject({ url: '/counter', headers: { cookie: set.pair } })), 0, 'not again right after')
+    // A read right after such writes is not due a refresh either: the cookie just went out.
+    store.reset()
+    await app.inject({ url: '/read', headers: { cookie: set.pair } })
+    assert.deepEqual(store.calls.map((c) => c.op), ['get'])
     await app.close()
   })
 })
