@@ -6,7 +6,6 @@
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { parse } from 'devalue'
-import { createClient, type RedisClientType } from 'redis'
 import Fastify, { type FastifyInstance } from 'fastify'
 import cookie from '@fastify/cookie'
 import formbody from '@fastify/formbody'
@@ -17,7 +16,7 @@ import quartSession, { type QuartSessionOptions } from '../lib/index.js'
 import { MemoryStore } from '../lib/stores/memory.js'
 import { SECRET, type ParsedCookie } from './helpers/app.js'
 import { send } from './helpers/http.js'
-import { startRedis, type RedisServer } from './helpers/redis-server.js'
+import { useRedis } from './helpers/redis-server.js'
 import { sessionKey } from './helpers/keys.js'
 
 const { Authenticator } = fastifyPassport
@@ -214,19 +213,9 @@ passportFlows('memory store', () => ({
 }))
 
 describe('on a real redis-server', () => {
-  let server: RedisServer
-  let redis: RedisClientType
-  before(async () => {
-    server = await startRedis()
-    redis = createClient({ url: server.url })
-    await redis.connect()
-  })
-  after(async () => {
-    await redis?.close()
-    await server?.stop()
-  })
+  const redis = useRedis()
   passportFlows('type redis', () => ({
-    options: { type: 'redis', uri: server.url },
-    peek: async (id) => recordData(await redis.get(sessionKey(id)))
+    options: { type: 'redis', uri: redis.server.url },
+    peek: async (id) => recordData(await redis.client.get(sessionKey(id)))
   }))
 })

@@ -1,15 +1,14 @@
 // Issue 21: encryptionKey. Records (and direct-store values) are AES-256-GCM at rest, bound to
 // their store key; a record no key opens is a fresh session and a warning, never a 5xx; an
 // unchanged read writes nothing. On memory and on a real redis-server.
-import { describe, it, before, after } from 'node:test'
+import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import Fastify, { type FastifyInstance } from 'fastify'
 import cookie from '@fastify/cookie'
-import { createClient, type RedisClientType } from 'redis'
 import './helpers/session-data.js'
 import quartSession, { type QuartSessionOptions } from '../lib/index.js'
 import { CountingStore, sessionOf } from './helpers/app.js'
-import { startRedis, type RedisServer } from './helpers/redis-server.js'
+import { useRedis } from './helpers/redis-server.js'
 import { sessionKey } from './helpers/keys.js'
 
 const KEY = 'an-encryption-key-that-is-long-enough-0123456789'
@@ -155,23 +154,13 @@ describe('encryptionKey', () => {
   })
 
   describe('on real Redis', () => {
-    let server: RedisServer
-    let redis: RedisClientType
-    before(async () => {
-      server = await startRedis()
-      redis = createClient({ url: server.url })
-      await redis.connect()
-    })
-    after(async () => {
-      await redis?.close()
-      await server?.stop()
-    })
+    const redisServer = useRedis()
     suite(() => ({
       name: 'redis',
-      options: (extra) => ({ type: 'redis', uri: server.url, ...extra }),
+      options: (extra) => ({ type: 'redis', uri: redisServer.server.url, ...extra }),
       raw: {
-        get: async (key) => (await redis.get(key)) ?? undefined,
-        set: async (key, text) => { await redis.set(key, text, { expiration: { type: 'EX', value: 60 } }) }
+        get: async (key) => (await redisServer.client.get(key)) ?? undefined,
+        set: async (key, text) => { await redisServer.client.set(key, text, { expiration: { type: 'EX', value: 60 } }) }
       }
     }))
   })

@@ -4,15 +4,14 @@
 // activerecord-session_store's after CVE-2019-25025: a fallback that looks the raw cookie value up
 // under the old scheme lets a hash read from the backend be sent back as a cookie). On memory and
 // on a real redis-server.
-import { describe, it, before, after } from 'node:test'
+import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { stringify } from 'devalue'
-import { createClient, type RedisClientType } from 'redis'
 import type { FastifyInstance } from 'fastify'
 import './helpers/session-data.js'
 import type { QuartSessionOptions } from '../lib/index.js'
 import { build, CountingStore, sessionOf, sessionRoutes } from './helpers/app.js'
-import { startRedis, type RedisServer } from './helpers/redis-server.js'
+import { useRedis } from './helpers/redis-server.js'
 import { sessionKey } from './helpers/keys.js'
 import { generateId } from '../lib/id.js'
 import { StoreKeys } from '../lib/keys.js'
@@ -126,22 +125,12 @@ describe('legacy keys', () => {
   })
 
   describe('on real Redis', () => {
-    let server: RedisServer
-    let redis: RedisClientType
-    before(async () => {
-      server = await startRedis()
-      redis = createClient({ url: server.url })
-      await redis.connect()
-    })
-    after(async () => {
-      await redis?.close()
-      await server?.stop()
-    })
+    const redisServer = useRedis()
     suite(() => ({
-      options: (extra = {}) => ({ type: 'redis', uri: server.url, ...extra }),
+      options: (extra = {}) => ({ type: 'redis', uri: redisServer.server.url, ...extra }),
       raw: {
-        get: async (key) => (await redis.get(key)) ?? undefined,
-        set: async (key, text, ttl) => { await redis.set(key, text, { expiration: { type: 'EX', value: ttl } }) }
+        get: async (key) => (await redisServer.client.get(key)) ?? undefined,
+        set: async (key, text, ttl) => { await redisServer.client.set(key, text, { expiration: { type: 'EX', value: ttl } }) }
       }
     }))
   })

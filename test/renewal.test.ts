@@ -2,16 +2,15 @@
 // (data kept, cookie replaced); the old id answers for renewGrace through a forward marker that
 // names the new store key (never the new id), and then is dead. Two requests renewing at once end
 // with one live session; destroy() through either id ends both. On memory and a real redis-server.
-import { describe, it, before, after } from 'node:test'
+import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { parse, stringify } from 'devalue'
-import { createClient, type RedisClientType } from 'redis'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import './helpers/session-data.js'
 import type { QuartSessionOptions } from '../lib/index.js'
 import { build, cookieOf, CountingStore, sessionOf, sessionRoutes, setCookieCount } from './helpers/app.js'
-import { startRedis, type RedisServer } from './helpers/redis-server.js'
+import { useRedis } from './helpers/redis-server.js'
 import { sessionKey } from './helpers/keys.js'
 import { RENEWED } from '../lib/events.js'
 
@@ -209,22 +208,12 @@ describe('renewAfter and renewGrace', () => {
   })
 
   describe('on real Redis', () => {
-    let server: RedisServer
-    let redis: RedisClientType
-    before(async () => {
-      server = await startRedis()
-      redis = createClient({ url: server.url })
-      await redis.connect()
-    })
-    after(async () => {
-      await redis?.close()
-      await server?.stop()
-    })
+    const redisServer = useRedis()
     suite(() => ({
-      options: (extra = {}) => ({ type: 'redis', uri: server.url, ...extra }),
+      options: (extra = {}) => ({ type: 'redis', uri: redisServer.server.url, ...extra }),
       raw: {
-        get: async (key) => (await redis.get(key)) ?? undefined,
-        set: async (key, text, ttl) => { await redis.set(key, text, { expiration: { type: 'EX', value: ttl } }) }
+        get: async (key) => (await redisServer.client.get(key)) ?? undefined,
+        set: async (key, text, ttl) => { await redisServer.client.set(key, text, { expiration: { type: 'EX', value: ttl } }) }
       }
     }))
 
@@ -234,15 +223,15 @@ describe('renewAfter and renewGrace', () => {
       let loaded: () => void = () => {}
       const entered = new Promise<void>((resolve) => { loaded = resolve })
       // Two processes on one Redis: the slow one loaded the record before the other renewed its id.
-      const slow = await build({ type: 'redis', uri: server.url, renewAfter: 10 * RENEW_AFTER, renewGrace: GRACE }, (app) => {
+      const slow = await build({ type: 'redis', uri: redisServer.server.url, renewAfter: 10 * RENEW_AFTER, renewGrace: GRACE }, (app) => {
         sessionRoutes(app)
         app.get('/slow', async (request) => { loaded(); await gate; request.session.set('values', 'slow'); return 'slow' })
       })
-      const renewing = await build({ type: 'redis', uri: server.url, renewAfter: RENEW_AFTER, renewGrace: GRACE }, sessionRoutes)
+      const renewing = await build({ type: 'redis', uri: redisServer.server.url, renewAfter: RENEW_AFTER, renewGrace: GRACE }, sessionRoutes)
       const old = sessionOf(await renewing.inject('/set'))
-      const record = parse(await redis.get(sessionKey(old.id)) as string) as Record
+      const record = parse(await redisServer.client.get(sessionKey(old.id)) as string) as Record
       const then = Math.floor(Date.now() / 1000) - RENEW_AFTER - 10
-      await redis.set(sessionKey(old.id), stringify({ ...record, created: then, born: then }), { expiration: { type: 'EX', value: 600 } })
+      await redisServer.client.set(sessionKey(old.id), stringify({ ...record, created: then, born: then }), { expiration: { type: 'EX', value: 600 } })
       const pending = slow.inject({ url: '/slow', headers: { cookie: old.cookie } })
       await entered
       const fresh = sessionOf(await renewing.inject({ url: '/read', headers: { cookie: old.cookie } }))
@@ -250,7 +239,7 @@ describe('renewAfter and renewGrace', () => {
       const response = await pending
       assert.equal(response.statusCode, 200)
       assert.equal(setCookieCount(response), 0, 'the old id is not sent back')
-      const renewed = parse(await redis.get(sessionKey(fresh.id)) as string) as Record
+      const renewed = parse(await redisServer.client.get(sessionKey(fresh.id)) as string) as Record
       assert.deepEqual(renewed.data, { foo: 'bar', values: 'slow' })
       assert.ok((renewed.born as number) > then, 'still the renewed id\'s time: no second renewal')
       await slow.close()
@@ -258,15 +247,15 @@ describe('renewAfter and renewGrace', () => {
     })
 
     it('the marker lives renewGrace in Redis (its TTL), the renewed record its full lifetime', async () => {
-      const app = await build({ type: 'redis', uri: server.url, renewAfter: RENEW_AFTER, renewGrace: GRACE, maxAge: 900 }, sessionRoutes)
+      const app = await build({ type: 'redis', uri: redisServer.server.url, renewAfter: RENEW_AFTER, renewGrace: GRACE, maxAge: 900 }, sessionRoutes)
       const old = sessionOf(await app.inject('/set'))
-      const record = parse(await redis.get(sessionKey(old.id)) as string) as Record
+      const record = parse(await redisServer.client.get(sessionKey(old.id)) as string) as Record
       const then = Math.floor(Date.now() / 1000) - RENEW_AFTER - 10
-      await redis.set(sessionKey(old.id), stringify({ ...record, created: then, born: then, touched: Math.floor(Date.now() / 1000) }), { expiration: { type: 'EX', value: 600 } })
+      await redisServer.client.set(sessionKey(old.id), stringify({ ...record, created: then, born: then, touched: Math.floor(Date.now() / 1000) }), { expiration: { type: 'EX', value: 600 } })
       const fresh = sessionOf(await app.inject({ url: '/read', headers: { cookie: old.cookie } }))
-      const markerTtl = await redis.ttl(sessionKey(old.id))
+      const markerTtl = await redisServer.client.ttl(sessionKey(old.id))
       assert.ok(markerTtl > 0 && markerTtl <= GRACE, `marker TTL ${markerTtl}`)
-      assert.ok(await redis.ttl(sessionKey(fresh.id)) > GRACE)
+      assert.ok(await redisServer.client.ttl(sessionKey(fresh.id)) > GRACE)
       await app.close()
     })
   })

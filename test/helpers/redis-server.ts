@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer } from 'node:net'
 import { promisify } from 'node:util'
+import { before, after } from 'node:test'
+import { createClient, type RedisClientType } from 'redis'
 import { freePort } from './ports.js'
 import { launch, startOnFreePort, kill, waitFor } from './processes.js'
 
@@ -251,4 +253,22 @@ export async function readThroughFailover (
     if (all) return { recoveredMs: Date.now() - killedAt, unavailable }
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
+}
+
+/**
+ * A redis-server and a plain node-redis client on it for one describe block: started in its
+ * `before`, stopped in its `after`. Read `server` and `client` inside tests and hooks only.
+ */
+export function useRedis (): { readonly server: RedisServer, readonly client: RedisClientType } {
+  const running = {} as { server: RedisServer, client: RedisClientType }
+  before(async () => {
+    running.server = await startRedis()
+    running.client = createClient({ url: running.server.url })
+    await running.client.connect()
+  })
+  after(async () => {
+    await running.client?.close()
+    await running.server?.stop()
+  })
+  return running
 }
