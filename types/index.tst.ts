@@ -3,7 +3,7 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import { expect, test } from 'tstyche'
 import quartSession, {
-  type QuartSessionOptions, type Session, type SessionStore, type DirectStore, MemoryStore, errors, connectStore
+  type QuartSessionOptions, type Session, type SessionStore, type DirectStore, type ListedSession, MemoryStore, errors, connectStore
 } from 'fastify-quart-session'
 import { MemoryStore as ExpressMemoryStore } from 'express-session'
 import { RedisStore as ConnectRedisStore } from 'connect-redis'
@@ -52,6 +52,17 @@ test('the second-wave options', () => {
   expect<QuartSessionOptions>().type.not.toBeAssignableFrom({ clientSideCache: 'on' })
   expect<QuartSessionOptions>().type.not.toBeAssignableFrom({ clientSideCache: { size: 10 } })
   expect<QuartSessionOptions>().type.not.toBeAssignableFrom({ cookie: { priority: 'urgent' } })
+})
+
+test('the third-wave options', () => {
+  expect<QuartSessionOptions>().type.toBeAssignableFrom({ userId: 'userId', maxSessionsPerUser: 5, deviceInfo: true })
+  expect<QuartSessionOptions>().type.toBeAssignableFrom({ userId: (data: Record<string, unknown>) => (data.passport as { user?: string } | undefined)?.user, maxSessionsPerUser: { limit: 3, policy: 'refuse' as const } })
+  expect<QuartSessionOptions>().type.toBeAssignableFrom({ encryptionKey: ['a'.repeat(32), 'b'.repeat(32)], legacyKeys: false, renewAfter: 3600, renewGrace: 30 })
+  expect<QuartSessionOptions>().type.toBeAssignableFrom({ clientSideCache: { maxBytes: 32 * 1024 * 1024 } })
+  expect<QuartSessionOptions>().type.not.toBeAssignableFrom({ maxSessionsPerUser: { limit: 3, policy: 'kick' } })
+  expect<QuartSessionOptions>().type.not.toBeAssignableFrom({ userId: 42 })
+  expect<QuartSessionOptions>().type.not.toBeAssignableFrom({ encryptionKey: 42 })
+  expect<QuartSessionOptions>().type.not.toBeAssignableFrom({ renewAfter: '1h' })
 })
 
 test('request.session is typed through SessionData', () => {
@@ -180,6 +191,14 @@ test('fastify.sessionStore is the direct back-end API', () => {
   expect(fastify.sessionStore.delete('k')).type.toBe<Promise<void>>()
   app.get('/request-store', async (request) => {
     expect(request.sessionStore).type.toBe<DirectStore>()
+    return 'ok'
+  })
+  app.get('/devices', async (request) => {
+    expect(request.session.handle).type.toBe<string>()
+    expect(request.sessionStore.listSessions('u1', { current: request.session.handle })).type.toBe<Promise<ListedSession[]>>()
+    expect(request.sessionStore.revokeSession('u1', 'handle')).type.toBe<Promise<boolean>>()
+    expect(request.sessionStore.revokeUserSessions(42, { except: request.session.handle })).type.toBe<Promise<number>>()
+    expect(request.sessionStore.revokeUserSessions).type.not.toBeCallableWith({ id: 'u1' })
     return 'ok'
   })
   app.get('/cache', async function () {
