@@ -254,6 +254,8 @@ const setups: Record<VariantName, Setup> = {
 
   'quart-memory': quart('memory'),
   'quart-memory-encrypted': quart('memory', { encryptionKey: 'a-benchmark-encryption-key-long-enough-0123456789' }),
+  // Sessions belong to the user /login stores: the per-user index is on.
+  'quart-redis-users': quart('redis', { userId: 'user' }),
   'quart-redis': quart('redis'),
   'quart-redis-csc': quart('redis-csc'),
   'quart-memcached': quart('memcached'),
@@ -281,7 +283,7 @@ const setups: Record<VariantName, Setup> = {
 }
 
 // Signed cookies, as @fastify/session always signs: the comparison then carries the same HMAC work.
-function quart (kind: 'memory' | 'redis' | 'redis-csc' | 'memcached' | 'filesystem', extra: { encryptionKey?: string } = {}): Setup {
+function quart (kind: 'memory' | 'redis' | 'redis-csc' | 'memcached' | 'filesystem', extra: { encryptionKey?: string, userId?: string } = {}): Setup {
   return async (app) => {
     // Imported when used, so that the other variants run before the plugin exists or when it is broken.
     const { default: quartSession } = await import('../lib/index.js')
