@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto'
 import type { RecordCipher } from './record.js'
 import { FST_QUART_SESSION_CORRUPT_RECORD } from './errors.js'
+import { Recency } from './recency.js'
 
 // Encryption at rest: AES-256-GCM, one key per `encryptionKey` entry derived with HKDF-SHA256, the
 // store key as additional authenticated data. Whoever reads the backend sees neither the data nor
@@ -47,7 +48,7 @@ export class AesGcmCipher implements RecordCipher {
   readonly #opening = new Map<string, Buffer[]>()
   readonly #domain: string
   /** stored text → the key it was opened under and its plain text. */
-  readonly #opened = new Map<string, { key: string, plain: string }>()
+  readonly #opened = new Recency<{ key: string, plain: string }>()
 
   constructor (secrets: readonly string[], domain = 'record') {
     const derived = secrets.map(derive)
@@ -108,7 +109,7 @@ export class AesGcmCipher implements RecordCipher {
   #remember (stored: string, key: string, plain: string): void {
     if (stored.length > OPENED_TEXT_MAX) return
     const opened = this.#opened
-    if (opened.size >= OPENED_MAX) opened.delete(opened.keys().next().value as string)
+    if (opened.size >= OPENED_MAX) opened.delete(opened.oldest() as string)
     opened.set(stored, { key, plain })
   }
 }

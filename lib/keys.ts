@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import { isValidId } from './id.js'
+import { Recency } from './recency.js'
 
 // Store keys are derived from session ids, never the ids themselves: whoever can list or read the
 // backend (KEYS, a dump, a backup, a slow log, an invalidation broadcast) sees only hashes, which
@@ -23,7 +24,7 @@ export function deriveKey (keyPrefix: string, id: string): string {
  */
 export class StoreKeys {
   readonly prefix: string
-  readonly #cache = new Map<string, string>()
+  readonly #cache = new Recency<string>()
 
   constructor (prefix: string) {
     this.prefix = prefix
@@ -35,8 +36,8 @@ export class StoreKeys {
     let key = cache.get(id)
     if (key === undefined) {
       key = deriveKey(this.prefix, id)
-      // Oldest first out: insertion order is Map iteration order.
-      if (cache.size >= CACHE_SIZE) cache.delete(cache.keys().next().value as string)
+      // Oldest first out (lib/recency.ts: O(1), where a Map walks the holes of its evictions).
+      if (cache.size >= CACHE_SIZE) cache.delete(cache.oldest() as string)
       cache.set(id, key)
     }
     return key

@@ -1,5 +1,6 @@
 import { createHmac } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
+import { Recency } from './recency.js'
 
 /** Stored as the pin when the address could not be told: it matches no address, ever. */
 const UNKNOWN = '!unknown'
@@ -13,7 +14,7 @@ export class AddressPin {
   readonly #secrets: string[]
   readonly #reverseProxy: boolean
   // A client comes back with the same address: remember its pin rather than hash per request.
-  readonly #pins = new Map<string, string>()
+  readonly #pins = new Recency<string>()
 
   constructor (secrets: string[], reverseProxy: boolean) {
     this.#secrets = secrets
@@ -42,7 +43,7 @@ export class AddressPin {
     let pin = pins.get(address)
     if (pin === undefined) {
       pin = this.#hash(address, this.#secrets[0])
-      if (pins.size >= PIN_CACHE_SIZE) pins.delete(pins.keys().next().value as string)
+      if (pins.size >= PIN_CACHE_SIZE) pins.delete(pins.oldest() as string)
       pins.set(address, pin)
     }
     return pin

@@ -2,6 +2,7 @@ import type { Serializer } from './serializer.js'
 import { type SessionCookieOptions, checkSessionCookieOptions } from './cookie.js'
 import { UNCOMPARABLE, snapshot } from './snapshot.js'
 import { FST_QUART_SESSION_CORRUPT_RECORD, FST_QUART_SESSION_SERIALIZE, FST_QUART_SESSION_VALUE_TOO_LARGE } from './errors.js'
+import { Recency } from './recency.js'
 
 /**
  * Session data as held in memory: a plain object, read only through own keys (`Object.hasOwn`), so
@@ -78,7 +79,7 @@ export class RecordCodec {
   readonly maxRecordBytes: number
   readonly cipher: RecordCipher | undefined
   /** Records recently parsed, by their plain text; never handed out, only copied. */
-  readonly #decoded = new Map<string, SessionRecord>()
+  readonly #decoded = new Recency<SessionRecord>()
 
   constructor (serializer: Serializer, maxRecordBytes: number, cipher?: RecordCipher) {
     this.serializer = serializer
@@ -117,7 +118,7 @@ export class RecordCodec {
     if (plain.length <= DECODED_TEXT_MAX) {
       const copy = snapshot(record.data)
       if (copy !== UNCOMPARABLE) {
-        if (decoded.size >= DECODED_MAX) decoded.delete(decoded.keys().next().value as string)
+        if (decoded.size >= DECODED_MAX) decoded.delete(decoded.oldest() as string)
         decoded.set(plain, { ...record, data: copy as Data })
       }
     }
@@ -132,10 +133,10 @@ export class RecordCodec {
     const plain = encoded.plain
     if (plain.length > DECODED_TEXT_MAX) return
     const decoded = this.#decoded
-    if (decoded.has(plain)) return
+    if (decoded.get(plain) !== undefined) return
     const copy = snapshot(record.data)
     if (copy === UNCOMPARABLE) return
-    if (decoded.size >= DECODED_MAX) decoded.delete(decoded.keys().next().value as string)
+    if (decoded.size >= DECODED_MAX) decoded.delete(decoded.oldest() as string)
     decoded.set(plain, { ...record, data: copy as Data })
   }
 

@@ -1,4 +1,5 @@
 import { Signer } from '@fastify/cookie'
+import { Recency } from './recency.js'
 
 /** How many verified cookie values are remembered. */
 const CACHE_SIZE = 2048
@@ -12,7 +13,7 @@ const CACHE_SIZE = 2048
  */
 export class CookieSigner {
   readonly #signer: InstanceType<typeof Signer>
-  readonly #verified = new Map<string, string>()
+  readonly #verified = new Recency<string>()
   /** Whether the last `verify` matched an older secret of a rotation (re-issue the cookie). */
   renew = false
 
@@ -37,8 +38,8 @@ export class CookieSigner {
     const id = result.value as string
     if (!result.renew) {
       const verified = this.#verified
-      // Oldest first out: insertion order is Map iteration order.
-      if (verified.size >= CACHE_SIZE) verified.delete(verified.keys().next().value as string)
+      // Oldest first out (lib/recency.ts: O(1), where a Map walks the holes of its evictions).
+      if (verified.size >= CACHE_SIZE) verified.delete(verified.oldest() as string)
       verified.set(value, id)
     }
     return id

@@ -1,5 +1,6 @@
 import type { SessionStore } from '../store.js'
 import { FST_QUART_SESSION_INVALID_OPTION } from '../errors.js'
+import { Recency } from '../recency.js'
 
 export interface MemoryStoreOptions {
   /** Most entries kept; the least recently used one is evicted beyond it. Default 10 000. */
@@ -13,16 +14,15 @@ interface Entry {
 }
 
 /**
- * An in-process store: bounded (least recently used evicted, in batches of 1/64 of the bound), expiring entries lazily when they
- * are read, with no timer to hold the process open. It keeps serialized strings, so it behaves
- * like a real backend (no shared object references between requests). Per process and lost on
- * restart: for development, tests and single-process apps.
+ * An in-process store: bounded (the least recently used entry evicted beyond the bound), expiring
+ * entries lazily when they are read, with no timer to hold the process open. It keeps serialized
+ * strings, so it behaves like a real backend (no shared object references between requests). Per
+ * process and lost on restart: for development, tests and single-process apps. Every operation is
+ * O(1) whatever the number of sessions (lib/recency.ts says why that takes more than a Map).
  */
 export class MemoryStore implements SessionStore {
   readonly maxEntries: number
-  readonly #batch: number
-  // A Map iterates in insertion order: re-inserting on use keeps the oldest entry first.
-  readonly #entries = new Map<string, Entry>()
+  readonly #entries = new Recency<Entry>()
 
   constructor (options: MemoryStoreOptions = {}) {
     const maxEntries = options.maxEntries ?? 10_000
@@ -30,7 +30,6 @@ export class MemoryStore implements SessionStore {
       throw new FST_QUART_SESSION_INVALID_OPTION('maxEntries', 'must be a positive integer')
     }
     this.maxEntries = maxEntries
-    this.#batch = Math.max(1, Math.floor(maxEntries / 64))
   }
 
   /** Live entries right now (expired ones still held are not counted). */
@@ -49,16 +48,14 @@ export class MemoryStore implements SessionStore {
   getLocal (key: string): string | null {
     const entry = this.#live(key)
     if (entry === undefined) return null
-    this.#entries.delete(key)
-    this.#entries.set(key, entry)
+    this.#entries.touch(key)
     return entry.value
   }
 
   async set (key: string, value: string, ttlSeconds: number): Promise<void> {
     const entries = this.#entries
-    entries.delete(key)
     entries.set(key, { value, expires: ttlSeconds > 0 ? Date.now() + ttlSeconds * 1000 : 0 })
-    if (entries.size > this.maxEntries) this.#evict()
+    if (entries.size > this.maxEntries) entries.delete(entries.oldest() as string)
   }
 
   async delete (key: string): Promise<void> {
@@ -85,17 +82,5 @@ export class MemoryStore implements SessionStore {
       return undefined
     }
     return entry
-  }
-
-  #evict (): void {
-    // Least recently used first. A Map's iterator walks over the holes that deletions at its front
-    // leave until the table is rebuilt, so one key out per insert would pay that walk every time:
-    // a batch (1/64 of the bound) pays it once.
-    const entries = this.#entries
-    let excess = entries.size - this.maxEntries + this.#batch - 1
-    for (const key of entries.keys()) {
-      if (excess-- <= 0) break
-      entries.delete(key)
-    }
   }
 }

@@ -4,6 +4,7 @@ import { messageOf, withCause } from './shared.js'
 import {
   COMPARE_AND_SET_SCRIPT, COMPARE_AND_SET_SHA, compareAndSetArguments, ignoreError, readString, redisTimeout, RedisCommands, runCompareAndSet
 } from './redis-common.js'
+import { Recency } from '../recency.js'
 import { FST_QUART_SESSION_CONNECT, FST_QUART_SESSION_INVALID_OPTION } from '../errors.js'
 
 type ErrorListener = (error: Error) => void
@@ -87,7 +88,9 @@ const reconnectDelay = (retries: number): number => Math.min(50 * 2 ** retries, 
  * outside Latin-1, so the bound holds for any text.
  */
 class SessionReadCache extends BasicClientSideCache {
-  readonly #values = new Map<string, { value: string, expires: number, bytes: number }>()
+  // Oldest stored first out; a Recency rather than a Map (lib/recency.ts: a Map's delete and
+  // set again of one key costs time in proportion to its size, and every miss does that).
+  readonly #values = new Recency<{ value: string, expires: number, bytes: number }>()
   /** Reads in flight: an invalidation that arrives before the reply is used drops the reply. */
   readonly #pending = new Map<string, object>()
   readonly #max: number
@@ -142,20 +145,18 @@ class SessionReadCache extends BasicClientSideCache {
     if (bytes > this.#maxEntryBytes) return
     let expires = this.#ttl > 0 ? sentAt + this.#ttl : 0
     if (ttlMs > 0 && (expires === 0 || sentAt + ttlMs < expires)) expires = sentAt + ttlMs
-    this.#drop(key)
+    const previous = this.#values.get(key)
+    if (previous !== undefined) this.#bytes -= previous.bytes
     this.#values.set(key, { value, expires, bytes })
     this.#bytes += bytes
-    // Oldest stored first out: insertion order is Map iteration order.
     while (this.#values.size > this.#max || this.#bytes > this.#maxBytes) {
-      this.#drop(this.#values.keys().next().value as string)
+      this.#drop(this.#values.oldest() as string)
     }
   }
 
   #drop (key: string): void {
-    const entry = this.#values.get(key)
-    if (entry === undefined) return
-    this.#values.delete(key)
-    this.#bytes -= entry.bytes
+    const entry = this.#values.delete(key)
+    if (entry !== undefined) this.#bytes -= entry.bytes
   }
 
   override async handleCache (_client: unknown, parser: { preserve?: unknown }, fn: () => Promise<unknown>, transformReply?: (reply: any, preserve?: any, typeMapping?: any) => unknown, typeMapping?: unknown): Promise<any> {
