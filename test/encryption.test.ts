@@ -7,7 +7,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import cookie from '@fastify/cookie'
 import './helpers/session-data.js'
 import quartSession, { type QuartSessionOptions } from '../lib/index.js'
-import { CountingStore, sessionOf } from './helpers/app.js'
+import { CountingStore, buildLogged, sessionOf } from './helpers/app.js'
 import { useRedis } from './helpers/redis-server.js'
 import { sessionKey } from './helpers/keys.js'
 
@@ -15,22 +15,13 @@ const KEY = 'an-encryption-key-that-is-long-enough-0123456789'
 const NEXT_KEY = 'the-next-encryption-key-long-enough-9876543210'
 const OTHER_KEY = 'somebody-elses-encryption-key-long-enough-000000'
 
-interface Logged { app: FastifyInstance, warnings: () => string[] }
-
-async function appWith (options: QuartSessionOptions): Promise<Logged> {
-  const lines: string[] = []
-  const app = Fastify({ logger: { level: 'warn', stream: { write: (line: string) => { lines.push(line) } } } })
-  await app.register(cookie)
-  await app.register(quartSession, options)
-  app.get('/set', async (request) => { request.session.set('foo', 'secret-value'); return 'ok' })
-  app.get('/read', async (request) => request.session.get('foo') ?? 'none')
-  app.get('/direct-set', async function () { await this.sessionStore.set('cache:a', { token: 'direct-secret' }, 60); return 'ok' })
-  app.get('/direct-get', async function () { return await this.sessionStore.get('cache:a') ?? 'none' })
-  await app.ready()
-  return {
-    app,
-    warnings: () => lines.map((line) => JSON.parse(line) as { level: number, msg: string }).filter((l) => l.level === 40).map((l) => l.msg)
-  }
+async function appWith (options: QuartSessionOptions): Promise<{ app: FastifyInstance, warnings: () => string[] }> {
+  return await buildLogged(options, (app) => {
+    app.get('/set', async (request) => { request.session.set('foo', 'secret-value'); return 'ok' })
+    app.get('/read', async (request) => request.session.get('foo') ?? 'none')
+    app.get('/direct-set', async function () { await this.sessionStore.set('cache:a', { token: 'direct-secret' }, 60); return 'ok' })
+    app.get('/direct-get', async function () { return await this.sessionStore.get('cache:a') ?? 'none' })
+  })
 }
 
 interface Backend {

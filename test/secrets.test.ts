@@ -8,24 +8,17 @@ import cookie, { sign } from '@fastify/cookie'
 import './helpers/session-data.js'
 import quartSession, { type QuartSessionOptions } from '../lib/index.js'
 import { MemoryStore } from '../lib/stores/memory.js'
-import { SECRET, cookieOf, setCookieCount } from './helpers/app.js'
+import { SECRET, buildLogged, cookieOf, setCookieCount } from './helpers/app.js'
 
 const SHORT_OLD = 'old-short-one'
 
-interface Logged { app: FastifyInstance, warnings: () => string[] }
-
-/** An app whose warn-level log lines are kept: a user reads these at startup. */
-async function appWith (options: QuartSessionOptions): Promise<Logged> {
-  const lines: string[] = []
-  const app = Fastify({ logger: { level: 'warn', stream: { write: (line: string) => { lines.push(line) } } } })
-  await app.register(cookie)
-  await app.register(quartSession, options)
-  app.get('/set', async (request) => { request.session.set('foo', 'bar'); return 'ok' })
-  app.get('/read', async (request) => request.session.get('foo') ?? 'none')
-  await app.ready()
-  const warnings = (): string[] => lines.map((line) => JSON.parse(line) as { level: number, msg: string })
-    .filter((entry) => entry.level === 40 && entry.msg.includes('secret')).map((entry) => entry.msg)
-  return { app, warnings }
+/** An app whose warn-level log lines about secrets are kept: a user reads these at startup. */
+async function appWith (options: QuartSessionOptions): Promise<{ app: FastifyInstance, warnings: () => string[] }> {
+  const { app, warnings } = await buildLogged(options, (app) => {
+    app.get('/set', async (request) => { request.session.set('foo', 'bar'); return 'ok' })
+    app.get('/read', async (request) => request.session.get('foo') ?? 'none')
+  })
+  return { app, warnings: () => warnings().filter((msg) => msg.includes('secret')) }
 }
 
 async function withNodeEnv<T> (value: string | undefined, run: () => Promise<T>): Promise<T> {

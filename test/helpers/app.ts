@@ -124,3 +124,15 @@ export function setCookieCount (response: { headers: Record<string, unknown> }):
   const raw = response.headers['set-cookie']
   return raw === undefined ? 0 : Array.isArray(raw) ? raw.length : 1
 }
+
+/** An app built like `build`, whose warn-level log messages are kept (what a user reads at startup and in the log). */
+export async function buildLogged (
+  options: QuartSessionOptions,
+  routes?: (app: FastifyInstance) => void
+): Promise<{ app: FastifyInstance, warnings: () => string[] }> {
+  const lines: string[] = []
+  const app = await build(options, routes, { logger: { level: 'warn', stream: { write: (line: string) => { lines.push(line) } } } })
+  const warnings = (): string[] => lines.map((line) => JSON.parse(line) as { level: number, msg: string })
+    .filter((entry) => entry.level === 40).map((entry) => entry.msg)
+  return { app, warnings }
+}
