@@ -38,14 +38,17 @@ interface Summary {
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { top: { type: 'string' }, match: { type: 'string' }, against: { type: 'string' }, cpu: { type: 'string' } }
+  options: { top: { type: 'string' }, match: { type: 'string' }, against: { type: 'string' }, cpu: { type: 'string' }, skip: { type: 'string' } }
 })
 if (positionals.length !== 1) {
-  process.stderr.write('usage: npx tsx benchmarks/profile.ts <file.cpuprofile> [--top 25] [--match lib/] [--against <other.cpuprofile> [--cpu this,other]]\n')
+  process.stderr.write('usage: npx tsx benchmarks/profile.ts <file.cpuprofile> [--top 25] [--match lib/] [--against <other.cpuprofile> [--cpu this,other]] [--skip s]\n')
   process.exit(2)
 }
 const top = Number(values.top ?? 25)
 const match = values.match ?? 'lib/'
+// Start-up (module loading, tsx compiling) is most of a short profile's busy time and none of a
+// request's: --skip leaves out the samples of the first seconds, so only the steady state counts.
+const skipMicros = Number(values.skip ?? 0) * 1e6
 
 function fileOf (node: ProfileNode): string {
   const { url } = node.callFrame
@@ -65,9 +68,12 @@ function summarize (path: string): Summary {
   const profile = JSON.parse(readFileSync(path, 'utf8')) as Profile
   const byId = new Map(profile.nodes.map((node) => [node.id, node]))
   const selfMicros = new Map<number, number>()
+  let elapsed = 0
   for (let i = 0; i < profile.samples.length; i++) {
     // A sample's time is the delta to the next one; the last sample has none.
     const delta = profile.timeDeltas[i + 1] ?? 0
+    elapsed += profile.timeDeltas[i] ?? 0
+    if (elapsed < skipMicros) continue
     selfMicros.set(profile.samples[i], (selfMicros.get(profile.samples[i]) ?? 0) + delta)
   }
   const rows = new Map<string, Row>()

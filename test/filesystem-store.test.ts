@@ -33,7 +33,24 @@ storeContract({
   }
 })
 
+// The same contract with every file call through libuv's thread pool (for network filesystems).
+storeContract({
+  name: 'filesystem (synchronous: false)',
+  runner,
+  capabilities: ['compareAndSet'],
+  async create () {
+    const store = new FilesystemStore({ directory: join(await tempDir(), 'sessions'), synchronous: false })
+    await store.ready()
+    return store
+  }
+})
+
 describe('FilesystemStore files', () => {
+  it('refuses a synchronous option that is not a boolean', () => {
+    assert.throws(() => new FilesystemStore({ directory: 'unused', synchronous: 'yes' as unknown as boolean }), { code: 'FST_QUART_SESSION_INVALID_OPTION', message: /synchronous/ })
+  })
+
+
   it('creates a missing directory with mode 0700 and files with mode 0600', async () => {
     const directory = join(await tempDir(), 'a', 'sessions')
     const store = new FilesystemStore({ directory })
