@@ -123,6 +123,57 @@ describe('a cached session past its lifetime, with no invalidation from Redis', 
   })
 })
 
+describe('a read after the store\'s own write', { timeout: 60_000 }, () => {
+  beforeEach(async () => {
+    await redisCli(server.port, 'flushall')
+    assert.equal(await redisCli(server.port, 'debug', 'set-active-expire', '0'), 'OK')
+  })
+  after(async () => { await redisCli(server.port, 'debug', 'set-active-expire', '1') })
+
+  it('sends GET alone, and the entry still ends with the TTL that write set', async () => {
+    const store = new RedisStore({ uri: server.url, clientSideCache: {} })
+    await store.ready()
+    try {
+      const key = `session:${randomUUID()}`
+      await store.set(key, 'v1', 2)
+      assert.equal(await store.get(key), 'v1')
+      // Tracked now: a compare-and-set by this store invalidates its own entry.
+      assert.equal(await store.compareAndSet(key, 'v1', 'v2', 1), true)
+      assert.equal(store.getLocal(key), undefined, 'the write invalidated the entry')
+      await resetCommandStats(server.port)
+      assert.equal(await store.get(key), 'v2')
+      assert.deepEqual(await commandCounts(server.port), { get: 1 }, 'no PTTL after its own write')
+      assert.equal(store.getLocal(key), 'v2', 'cached')
+      await sleep(1100)
+      assert.equal(await keysHeld(), 1, 'no key reclaimed, no invalidation sent')
+      assert.equal(store.getLocal(key), undefined, 'the entry ended with the TTL of the write')
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('asks PTTL when another client wrote the key since, and the entry ends with that TTL', async () => {
+    const store = new RedisStore({ uri: server.url, clientSideCache: {} })
+    const writer = new RedisStore({ uri: server.url })
+    await store.ready()
+    await writer.ready()
+    try {
+      const key = `session:${randomUUID()}`
+      await store.set(key, 'mine', 60)
+      await writer.set(key, 'theirs', 1)
+      await resetCommandStats(server.port)
+      assert.equal(await store.get(key), 'theirs')
+      assert.deepEqual(await commandCounts(server.port), { get: 1, pttl: 1 })
+      assert.equal(store.getLocal(key), 'theirs')
+      await sleep(1100)
+      assert.equal(store.getLocal(key), undefined, 'ended with their 1 s, not the 60 s this store set')
+    } finally {
+      await store.close()
+      await writer.close()
+    }
+  })
+})
+
 describe('the client-side cache is bounded by bytes', { timeout: 120_000 }, () => {
   const key = (name: string): string => `session:${randomUUID()}:${name}`
   let writer: RedisStore

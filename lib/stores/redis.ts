@@ -93,6 +93,8 @@ class SessionReadCache extends BasicClientSideCache {
   readonly #values = new Recency<{ value: string, expires: number, bytes: number }>()
   /** Reads in flight: an invalidation that arrives before the reply is used drops the reply. */
   readonly #pending = new Map<string, object>()
+  /** What this client last wrote under each key, until another value is read there (see `wrote`). */
+  readonly #written = new Recency<{ value: string, expires: number }>()
   readonly #max: number
   readonly #maxBytes: number
   readonly #maxEntryBytes: number
@@ -159,6 +161,40 @@ class SessionReadCache extends BasicClientSideCache {
     if (entry !== undefined) this.#bytes -= entry.bytes
   }
 
+  /**
+   * This client wrote `value` under `key` (undefined: removed it), with `ttlSeconds` from
+   * `sentAt`. Redis invalidates the key for its writer too, so the next read misses; when that read
+   * gets back exactly this value, the key's expiry is the one just set, and no PTTL is needed. The
+   * string is the core's own (it keeps it to compare the next save against), so this holds no copy.
+   */
+  wrote (key: string, value: string | undefined, ttlSeconds: number, sentAt: number): void {
+    if (value === undefined) {
+      this.#written.delete(key)
+      return
+    }
+    this.#written.set(key, { value, expires: ttlSeconds > 0 ? sentAt + ttlSeconds * 1000 : 0 })
+    while (this.#written.size > this.#max) this.#written.delete(this.#written.oldest() as string)
+  }
+
+  /** The PTTL a read that got back `value` at `sentAt` would have seen, when it is this client's own write; else undefined. */
+  ownTtl (key: string, value: string | null, sentAt: number): number | undefined {
+    // Kept while it matches: reads of a busy session that overlap all find it.
+    const own = this.#written.get(key)
+    if (own === undefined) return undefined
+    if (own.value !== value) {
+      this.#written.delete(key)
+      return undefined
+    }
+    if (own.expires === 0) return -1
+    // Already past: 0, which keeps it out of the cache.
+    return Math.max(own.expires - sentAt, 0)
+  }
+
+  /** Whether a read of `key` may go without PTTL (this client wrote it last, as far as it knows). */
+  wroteLast (key: string): boolean {
+    return this.#written.get(key) !== undefined
+  }
+
   override async handleCache (_client: unknown, parser: { preserve?: unknown }, fn: () => Promise<unknown>, transformReply?: (reply: any, preserve?: any, typeMapping?: any) => unknown, typeMapping?: unknown): Promise<any> {
     const reply = await fn()
     return transformReply === undefined ? reply : transformReply(reply, parser.preserve, typeMapping)
@@ -177,6 +213,7 @@ class SessionReadCache extends BasicClientSideCache {
 
   override clear (resetStats?: boolean): void {
     this.#values.clear()
+    this.#written.clear()
     this.#bytes = 0
     this.#pending.clear()
     super.clear(resetStats)
@@ -314,6 +351,21 @@ export class RedisStore implements SessionStore {
     if (cached !== undefined) return cached
     const token = cache.reading(key)
     const sentAt = Date.now()
+    if (cache.wroteLast(key)) {
+      // After this client's own write (the usual miss: a write invalidates its writer's entry too),
+      // a GET alone: the value it wrote comes with the expiry it set. Anything else asks PTTL after.
+      const value = await this.#commands.run('GET', () => this.#read(key))
+      let ttlMs = cache.ownTtl(key, value, sentAt)
+      if (value === null) return undefined
+      if (ttlMs === undefined) {
+        const askedAt = Date.now()
+        ttlMs = await this.#commands.run('PTTL', () => this.#client.pTTL(key))
+        cache.remember(key, token, value, ttlMs, askedAt)
+      } else {
+        cache.remember(key, token, value, ttlMs, sentAt)
+      }
+      return value
+    }
     // PTTL goes out with the GET (one write, one round trip), so the entry ends with the key.
     const [value, ttlMs] = await this.#commands.run('GET', () => Promise.all([this.#read(key), this.#client.pTTL(key)]))
     cache.remember(key, token, value ?? undefined, ttlMs, sentAt)
@@ -325,12 +377,15 @@ export class RedisStore implements SessionStore {
   }
 
   async set (key: string, value: string, ttlSeconds: number): Promise<void> {
+    const sentAt = Date.now()
     await this.#commands.run('SET', () => ttlSeconds > 0
       ? this.#client.set(key, value, { expiration: { type: 'EX', value: ttlSeconds } })
       : this.#client.set(key, value))
+    this.#cache?.wrote(key, value, ttlSeconds, sentAt)
   }
 
   async delete (key: string): Promise<void> {
+    this.#cache?.wrote(key, undefined, 0, 0)
     await this.#commands.run('DEL', () => this.#client.del(key))
   }
 
@@ -342,12 +397,18 @@ export class RedisStore implements SessionStore {
     if (expected === undefined && value !== undefined) {
       // A new session: SET NX does it natively (a key of any type counts as present).
       const options = ttlSeconds > 0 ? { condition: 'NX' as const, expiration: { type: 'EX' as const, value: ttlSeconds } } : { condition: 'NX' as const }
-      return await this.#commands.run('SET', () => this.#client.set(key, value, options)) !== null
+      const sentAt = Date.now()
+      const created = await this.#commands.run('SET', () => this.#client.set(key, value, options)) !== null
+      if (created) this.#cache?.wrote(key, value, ttlSeconds, sentAt)
+      return created
     }
     const call: ScriptCall = { keys: [key], arguments: compareAndSetArguments(expected, value, ttlSeconds) }
-    return await this.#commands.run('EVALSHA', () => runCompareAndSet(
+    const sentAt = Date.now()
+    const written = await this.#commands.run('EVALSHA', () => runCompareAndSet(
       () => this.#client.evalSha(COMPARE_AND_SET_SHA, call),
       () => this.#client.eval(COMPARE_AND_SET_SCRIPT, call)))
+    if (written) this.#cache?.wrote(key, value, ttlSeconds, sentAt)
+    return written
   }
 
   /** Closes the client the store created; a supplied client is left open for its owner. */
