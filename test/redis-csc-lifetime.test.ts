@@ -55,6 +55,9 @@ describe('a cached session past its lifetime, with no invalidation from Redis', 
   async function scenario (rolling: boolean, persist: boolean): Promise<void> {
     const app = await instance({ maxAge: 2, rolling })
     try {
+      // Lifetimes count in whole seconds and rolling refreshes at most once a second here: starting
+      // at the top of a second keeps a refresh write (which empties the cache) out of the warm-up.
+      await sleep(1000 - (Date.now() % 1000))
       const login = await app.inject('/login')
       const { cookie, id } = sessionOf(login)
       if (persist) assert.equal(await redisCli(server.port, 'persist', sessionKey(id)), '1')
@@ -266,7 +269,11 @@ describe('the client-side cache is bounded by bytes', { timeout: 120_000 }, () =
       assert.deepEqual(await commandCounts(server.port), {}, 'the small one from the cache')
       await resetCommandStats(server.port)
       assert.equal((await app.inject({ url: '/read', headers: { cookie: big } })).body, '10000')
-      assert.deepEqual(await commandCounts(server.port), { get: 1, pttl: 1 }, 'the large one from Redis')
+      // A GET alone: this instance wrote the record, so it knows its expiry without a PTTL.
+      assert.deepEqual(await commandCounts(server.port), { get: 1 }, 'the large one from Redis')
+      await resetCommandStats(server.port)
+      assert.equal((await app.inject({ url: '/read', headers: { cookie: big } })).body, '10000')
+      assert.deepEqual(await commandCounts(server.port), { get: 1 }, 'the large one from Redis again')
     } finally {
       await app.close()
     }
