@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { sha256 } from './digest.js'
 import { isValidId } from './id.js'
 import { Recency } from './recency.js'
 
@@ -16,7 +16,7 @@ const CACHE_SIZE = 4096
 
 /** `keyPrefix` + base64url(SHA-256(id)): the store key of a session, computed once per id. */
 export function deriveKey (keyPrefix: string, id: string): string {
-  return keyPrefix + createHash('sha256').update(id).digest('base64url')
+  return keyPrefix + sha256(id, 'base64url')
 }
 
 /**
@@ -71,10 +71,10 @@ export class StoreKeys {
  * "your devices" page can name sessions without handing out anything that opens or finds one.
  */
 export function handleOf (id: string): string {
-  return createHash('sha256').update('fastify-quart-session handle\0' + id).digest('base64url').slice(0, 22)
+  return sha256('fastify-quart-session handle\0' + id, 'base64url').slice(0, 22)
 }
 
 /** A short hash of an id for logs and lifecycle events: never the id itself. */
 export function idHash (id: string): string {
-  return createHash('sha256').update('fastify-quart-session log\0' + id).digest('base64url').slice(0, 16)
+  return sha256('fastify-quart-session log\0' + id, 'base64url').slice(0, 16)
 }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { sha256 } from '../digest.js'
 import type { SessionStore } from '../store.js'
 import type { DueUsers, IndexEntry, SessionIndex, UserEntries } from '../session-index.js'
 import { FST_QUART_SESSION_CONFLICT } from '../errors.js'
@@ -13,7 +14,7 @@ const SLOT_KEEP_S = 600
 const MAX_SLOTS = 30
 const RETRY_FOR_MS = 5000
 
-const hash = (text: string): string => createHash('sha256').update(text).digest('base64url')
+const hash = (text: string): string => sha256(text, 'base64url')
 
 interface Item { user: string, sessions: UserEntries }
 

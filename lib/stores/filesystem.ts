@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import {
   close, closeSync, constants, fchmod, fchmodSync, fstat, fstatSync, futimes, futimesSync, link, linkSync, open, openSync,
   read, readSync, rename, renameSync, stat, statSync, unlink, unlinkSync, write, writeSync, type Stats
@@ -8,6 +8,7 @@ import { resolve, join } from 'node:path'
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import type { SessionStore } from '../store.js'
+import { sha256 } from '../digest.js'
 import {
   FST_QUART_SESSION_BACKEND,
   FST_QUART_SESSION_CONNECT,
@@ -772,7 +773,7 @@ function usedAt (info: Stats): number {
 
 function fileNameOf (key: string): string {
   if (typeof key !== 'string') throw new FST_QUART_SESSION_INVALID_ARGUMENT('key', 'must be a string')
-  return `${createHash('sha256').update(key, 'utf8').digest('hex')}.session`
+  return `${sha256(key, 'hex')}.session`
 }
 
 function expiryOf (ttlSeconds: number): number {

@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto'
 import { createRequire } from 'node:module'
 import Memcached from 'memcached'
 import type { SessionStore } from '../store.js'
+import { sha256 } from '../digest.js'
 import { isServers, type MemcachedServers } from './servers.js'
 import { withoutPing, withTextValues } from './memcached-patch.js'
 import { bounded, fromCallback, messageOf as messageOfError, seconds, withCause } from './shared.js'
@@ -97,7 +97,7 @@ const MAX_STRAYS = 100_000
  */
 export function memcachedKey (key: string): string {
   if (key.length <= MAX_KEY_BYTES && PLAIN_KEY.test(key) && !OBJECT_KEYS.has(key) && !key.startsWith(HASHED)) return key
-  return HASHED + createHash('sha256').update(key).digest('hex')
+  return HASHED + sha256(key, 'hex')
 }
 
 /** The expiry memcached should get for a TTL: seconds from now up to 30 days, a Unix time beyond. */
