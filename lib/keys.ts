@@ -25,6 +25,10 @@ export function deriveKey (keyPrefix: string, id: string): string {
 export class StoreKeys {
   readonly prefix: string
   readonly #cache = new Recency<string>()
+  // The last id asked: a request asks for its key several times in a row (the local read, the
+  // parse, the save), and a comparison is cheaper than a Map lookup.
+  #lastId: string | undefined = undefined
+  #lastKey = ''
 
   constructor (prefix: string) {
     this.prefix = prefix
@@ -32,6 +36,14 @@ export class StoreKeys {
 
   /** The key a session's record lives under. */
   of (id: string): string {
+    if (id === this.#lastId) return this.#lastKey
+    const key = this.#derived(id)
+    this.#lastId = id
+    this.#lastKey = key
+    return key
+  }
+
+  #derived (id: string): string {
     const cache = this.#cache
     let key = cache.get(id)
     if (key === undefined) {
