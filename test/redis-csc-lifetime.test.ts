@@ -212,6 +212,29 @@ describe('the client-side cache is bounded by bytes', { timeout: 120_000 }, () =
     }
   })
 
+  it('records this instance wrote count against maxBytes too, until their next read', async () => {
+    const maxBytes = 64 * 1024
+    const store = new RedisStore({ uri: server.url, clientSideCache: { maxBytes } })
+    await store.ready()
+    try {
+      const keys = Array.from({ length: 40 }, (_, i) => key(`own-${i}`))
+      for (const k of keys) {
+        await store.set(k, k + 'w'.repeat(1500), 60)
+        const usage = store.cacheUsage
+        assert.ok(usage !== undefined && usage.bytes <= maxBytes, `counted ${usage?.bytes} of ${maxBytes}`)
+      }
+      assert.ok(store.cacheUsage!.bytes > maxBytes / 2, 'the recent writes are held')
+      await resetCommandStats(server.port)
+      assert.equal(await store.get(keys[39]), keys[39] + 'w'.repeat(1500))
+      assert.deepEqual(await commandCounts(server.port), { get: 1 }, 'the newest write is still known: GET alone')
+      await resetCommandStats(server.port)
+      assert.equal(await store.get(keys[0]), keys[0] + 'w'.repeat(1500))
+      assert.deepEqual(await commandCounts(server.port), { get: 1, pttl: 1 }, 'the oldest was let go: PTTL asked')
+    } finally {
+      await store.close()
+    }
+  })
+
   it('a record above 1/16 of maxBytes is not cached: every read asks Redis', async () => {
     const store = new RedisStore({ uri: server.url, clientSideCache: { maxBytes: 64 * 1024 } })
     await store.ready()
@@ -269,11 +292,11 @@ describe('the client-side cache is bounded by bytes', { timeout: 120_000 }, () =
       assert.deepEqual(await commandCounts(server.port), {}, 'the small one from the cache')
       await resetCommandStats(server.port)
       assert.equal((await app.inject({ url: '/read', headers: { cookie: big } })).body, '10000')
-      // A GET alone: this instance wrote the record, so it knows its expiry without a PTTL.
-      assert.deepEqual(await commandCounts(server.port), { get: 1 }, 'the large one from Redis')
+      // Too large to cache, so not held as this instance's own write either: GET and PTTL each time.
+      assert.deepEqual(await commandCounts(server.port), { get: 1, pttl: 1 }, 'the large one from Redis')
       await resetCommandStats(server.port)
       assert.equal((await app.inject({ url: '/read', headers: { cookie: big } })).body, '10000')
-      assert.deepEqual(await commandCounts(server.port), { get: 1 }, 'the large one from Redis again')
+      assert.deepEqual(await commandCounts(server.port), { get: 1, pttl: 1 }, 'the large one from Redis again')
     } finally {
       await app.close()
     }

@@ -94,7 +94,9 @@ class SessionReadCache extends BasicClientSideCache {
   /** Reads in flight: an invalidation that arrives before the reply is used drops the reply. */
   readonly #pending = new Map<string, object>()
   /** What this client last wrote under each key, until another value is read there (see `wrote`). */
-  readonly #written = new Recency<{ value: string, expires: number }>()
+  readonly #written = new Recency<{ value: string, expires: number, bytes: number }>()
+  /** Bytes of `#written`, counted as the cache counts its entries and bound by the same `maxBytes`. */
+  #writtenBytes = 0
   readonly #max: number
   readonly #maxBytes: number
   readonly #maxEntryBytes: number
@@ -109,9 +111,9 @@ class SessionReadCache extends BasicClientSideCache {
     this.#ttl = config.ttl
   }
 
-  /** Bytes the cached entries are counted as (for tests and diagnostics). */
+  /** Bytes the cached entries and the own writes held are counted as (for tests and diagnostics). */
   get bytes (): number {
-    return this.#bytes
+    return this.#bytes + this.#writtenBytes
   }
 
   get entries (): number {
@@ -151,8 +153,19 @@ class SessionReadCache extends BasicClientSideCache {
     if (previous !== undefined) this.#bytes -= previous.bytes
     this.#values.set(key, { value, expires, bytes })
     this.#bytes += bytes
-    while (this.#values.size > this.#max || this.#bytes > this.#maxBytes) {
-      this.#drop(this.#values.oldest() as string)
+    this.#trim()
+  }
+
+  /**
+   * Within `maxEntries` each, and `maxBytes` for both together: own writes go first (each is only
+   * kept until its next read, and losing one costs a PTTL), then the oldest cached records.
+   */
+  #trim (): void {
+    while (this.#written.size > this.#max) this.#unwrite(this.#written.oldest() as string)
+    while (this.#values.size > this.#max) this.#drop(this.#values.oldest() as string)
+    while (this.#bytes + this.#writtenBytes > this.#maxBytes) {
+      if (this.#written.size > 0) this.#unwrite(this.#written.oldest() as string)
+      else this.#drop(this.#values.oldest() as string)
     }
   }
 
@@ -165,15 +178,22 @@ class SessionReadCache extends BasicClientSideCache {
    * This client wrote `value` under `key` (undefined: removed it), with `ttlSeconds` from
    * `sentAt`. Redis invalidates the key for its writer too, so the next read misses; when that read
    * gets back exactly this value, the key's expiry is the one just set, and no PTTL is needed. The
-   * string is the core's own (it keeps it to compare the next save against), so this holds no copy.
+   * value is held until then, so it counts against `maxBytes` like a cached one; a value too large
+   * to cache is not held (its reads ask PTTL as any other).
    */
   wrote (key: string, value: string | undefined, ttlSeconds: number, sentAt: number): void {
-    if (value === undefined) {
-      this.#written.delete(key)
-      return
-    }
-    this.#written.set(key, { value, expires: ttlSeconds > 0 ? sentAt + ttlSeconds * 1000 : 0 })
-    while (this.#written.size > this.#max) this.#written.delete(this.#written.oldest() as string)
+    this.#unwrite(key)
+    if (value === undefined) return
+    const bytes = 2 * (key.length + value.length) + ENTRY_OVERHEAD
+    if (bytes > this.#maxEntryBytes) return
+    this.#written.set(key, { value, expires: ttlSeconds > 0 ? sentAt + ttlSeconds * 1000 : 0, bytes })
+    this.#writtenBytes += bytes
+    this.#trim()
+  }
+
+  #unwrite (key: string): void {
+    const entry = this.#written.delete(key)
+    if (entry !== undefined) this.#writtenBytes -= entry.bytes
   }
 
   /** The PTTL a read that got back `value` at `sentAt` would have seen, when it is this client's own write; else undefined. */
@@ -182,7 +202,7 @@ class SessionReadCache extends BasicClientSideCache {
     const own = this.#written.get(key)
     if (own === undefined) return undefined
     if (own.value !== value) {
-      this.#written.delete(key)
+      this.#unwrite(key)
       return undefined
     }
     if (own.expires === 0) return -1
@@ -214,6 +234,7 @@ class SessionReadCache extends BasicClientSideCache {
   override clear (resetStats?: boolean): void {
     this.#values.clear()
     this.#written.clear()
+    this.#writtenBytes = 0
     this.#bytes = 0
     this.#pending.clear()
     super.clear(resetStats)
