@@ -1,6 +1,6 @@
-import { createHmac } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import { Recency } from './recency.js'
+import { hmacSha256 } from './digest.js'
 
 /** Stored as the pin when the address could not be told: it matches no address, ever. */
 const UNKNOWN = '!unknown'
@@ -11,13 +11,13 @@ const PIN_CACHE_SIZE = 4096
  * cookie replayed from elsewhere is worthless and a leaked record reveals no address.
  */
 export class AddressPin {
-  readonly #secrets: string[]
+  readonly #macs: Array<(message: string, encoding: 'base64url') => string>
   readonly #reverseProxy: boolean
   // A client comes back with the same address: remember its pin rather than hash per request.
   readonly #pins = new Recency<string>()
 
   constructor (secrets: string[], reverseProxy: boolean) {
-    this.#secrets = secrets
+    this.#macs = secrets.map((secret) => hmacSha256(secret))
     this.#reverseProxy = reverseProxy
   }
 
@@ -42,8 +42,8 @@ export class AddressPin {
     const pins = this.#pins
     let pin = pins.get(address)
     if (pin === undefined) {
-      pin = this.#hash(address, this.#secrets[0])
-      if (pins.size >= PIN_CACHE_SIZE) pins.delete(pins.oldest() as string)
+      pin = this.#hash(address, 0)
+      if (pins.size >= PIN_CACHE_SIZE) pins.dropOldest()
       pins.set(address, pin)
     }
     return pin
@@ -53,14 +53,14 @@ export class AddressPin {
   matches (pin: string, address: string | undefined): boolean {
     if (address === undefined || pin === UNKNOWN) return false
     if (this.pin(address) === pin) return true
-    const secrets = this.#secrets
-    for (let i = 1; i < secrets.length; i++) {
-      if (this.#hash(address, secrets[i]) === pin) return true
+    for (let i = 1; i < this.#macs.length; i++) {
+      if (this.#hash(address, i) === pin) return true
     }
     return false
   }
 
-  #hash (address: string, secret: string): string {
-    return createHmac('sha256', secret).update('quart-session-pin\0' + address).digest('base64url')
+  /** HMAC under the `secret`th secret. */
+  #hash (address: string, secret: number): string {
+    return this.#macs[secret]('quart-session-pin\0' + address, 'base64url')
   }
 }
