@@ -109,7 +109,7 @@ export class AesGcmCipher implements RecordCipher {
   #remember (stored: string, key: string, plain: string): void {
     if (stored.length > OPENED_TEXT_MAX) return
     const opened = this.#opened
-    if (opened.size >= OPENED_MAX) opened.delete(opened.oldest() as string)
+    if (opened.size >= OPENED_MAX) opened.dropOldest()
     opened.set(stored, { key, plain })
   }
 }

@@ -43,13 +43,26 @@ export class StoreKeys {
     return key
   }
 
+  /**
+   * The key of an id just made here. Not cached: the client it goes to sends it back on a later
+   * request, which caches it then, and a new session per request (sign-ups, bots without cookies)
+   * would otherwise fill the cache with ids that never come back and evict the ones that do.
+   */
+  ofNew (id: string): string {
+    if (id === this.#lastId) return this.#lastKey
+    const key = deriveKey(this.prefix, id)
+    this.#lastId = id
+    this.#lastKey = key
+    return key
+  }
+
   #derived (id: string): string {
     const cache = this.#cache
     let key = cache.get(id)
     if (key === undefined) {
       key = deriveKey(this.prefix, id)
       // Oldest first out (lib/recency.ts: O(1), where a Map walks the holes of its evictions).
-      if (cache.size >= CACHE_SIZE) cache.delete(cache.oldest() as string)
+      if (cache.size >= CACHE_SIZE) cache.dropOldest()
       cache.set(id, key)
     }
     return key

@@ -52,6 +52,14 @@ export class Recency<V> {
     return node.value
   }
 
+  /** Remove the least recently used entry (one Map operation, where `delete(oldest())` takes two). */
+  dropOldest (): void {
+    const node = this.#oldest
+    if (node === undefined) return
+    this.#unlink(node)
+    this.#nodes.delete(node.key)
+  }
+
   /** The least recently used key. */
   oldest (): string | undefined {
     return this.#oldest?.key

@@ -118,7 +118,7 @@ export class RecordCodec {
     if (plain.length <= DECODED_TEXT_MAX) {
       const copy = snapshot(record.data)
       if (copy !== UNCOMPARABLE) {
-        if (decoded.size >= DECODED_MAX) decoded.delete(decoded.oldest() as string)
+        if (decoded.size >= DECODED_MAX) decoded.dropOldest()
         decoded.set(plain, { ...record, data: copy as Data })
       }
     }
@@ -136,7 +136,7 @@ export class RecordCodec {
     if (decoded.get(plain) !== undefined) return
     const copy = snapshot(record.data)
     if (copy === UNCOMPARABLE) return
-    if (decoded.size >= DECODED_MAX) decoded.delete(decoded.oldest() as string)
+    if (decoded.size >= DECODED_MAX) decoded.dropOldest()
     decoded.set(plain, { ...record, data: copy as Data })
   }
 

@@ -106,7 +106,7 @@ export class Writer {
       }
       const baseline = state.done ? null : state.baseline()
       for (;;) {
-        const key = this.keys.of(state.ensureId())
+        const key = this.keys.ofNew(state.ensureId())
         const encoded = this.codec.encode(state.toRecord(now), key)
         let written: boolean
         try {

@@ -55,7 +55,7 @@ export class MemoryStore implements SessionStore {
   async set (key: string, value: string, ttlSeconds: number): Promise<void> {
     const entries = this.#entries
     entries.set(key, { value, expires: ttlSeconds > 0 ? Date.now() + ttlSeconds * 1000 : 0 })
-    if (entries.size > this.maxEntries) entries.delete(entries.oldest() as string)
+    if (entries.size > this.maxEntries) entries.dropOldest()
   }
 
   async delete (key: string): Promise<void> {
