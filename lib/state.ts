@@ -170,12 +170,15 @@ export class SessionState implements Dated {
     if (born !== undefined) this.born = born
   }
 
-  /** The record this session would store now, last written or refreshed at `touched`; the cookie last sent at `sent`. */
-  toRecord (touched: number, sent = touched): SessionRecord {
-    const record: SessionRecord = { data: this.data }
+  /**
+   * The record this session would store now, last written or refreshed at `touched`; the cookie last
+   * sent at `sent`. `data` and `created`: what a merged save writes in place of this session's own.
+   */
+  toRecord (touched: number, sent = touched, data = this.data, created = this.created): SessionRecord {
+    const record: SessionRecord = { data }
     if (!this.permanent) record.permanent = false
     if (this.pin !== undefined) record.pin = this.pin
-    record.created = this.created
+    record.created = created
     record.touched = touched
     if (sent !== touched) record.sent = sent
     if (this.cookieOptions !== undefined) record.cookie = this.cookieOptions
