@@ -218,7 +218,7 @@ export class Writer {
       if (written) {
         // Not `{ ...encoded, record }`: a spread then a new property costs V8 (Node 20) about 0.8 µs.
         queue.latest = encoded === undefined ? undefined : { stored: encoded.stored, plain: encoded.plain, record }
-        if (encoded !== undefined) this.codec.remember(encoded, record)
+        if (encoded !== undefined) this.codec.remember(key, encoded, record)
         for (const job of batch) this.#settle(job, encoded, data, now, cookie)
         return
       }

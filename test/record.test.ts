@@ -28,6 +28,38 @@ describe('record codec', () => {
     assert.deepEqual(codec.open(text, KEY).record.data, { cart: { items: [1] } })
   })
 
+  it('the parse cache is per store key and checked by text: a changed record is parsed again, a written one is not', () => {
+    let parses = 0
+    const counting = { stringify: devalueSerializer.stringify, parse: (text: string) => { parses++; return devalueSerializer.parse(text) } }
+    const codec = new RecordCodec(counting, 1024 * 1024)
+    const one = codec.encode({ data: { n: 1 }, touched: 1 }, KEY).stored
+    const two = codec.encode({ data: { n: 2 }, touched: 1 }, KEY).stored
+    // A text read from a backend is a new string each time, equal in content.
+    const fresh = (text: string): string => Buffer.from(text).toString()
+    assert.deepEqual(codec.open(fresh(one), KEY).record.data, { n: 1 })
+    assert.deepEqual(codec.open(fresh(one), KEY).record.data, { n: 1 })
+    assert.equal(parses, 1)
+    // Another record under the key: never the one cached before.
+    assert.deepEqual(codec.open(fresh(two), KEY).record.data, { n: 2 })
+    assert.deepEqual(codec.open(fresh(one), KEY).record.data, { n: 1 })
+    assert.equal(parses, 3)
+    // The same text under another key has an entry of its own.
+    assert.deepEqual(codec.open(fresh(one), 'session:other').record.data, { n: 1 })
+    assert.equal(parses, 4)
+    // What this process wrote is read back without parsing, and a later change of it does not show.
+    const record = { data: { cart: { items: ['a'] } }, touched: 2 }
+    const written = codec.encode(record, KEY)
+    codec.remember(KEY, written, record)
+    record.data.cart.items.push('changed after the write')
+    assert.deepEqual(codec.open(fresh(written.stored), KEY).record.data, { cart: { items: ['a'] } })
+    assert.equal(parses, 4)
+    // A record too long to keep replaces nothing stale: the next read of the key parses.
+    const long = { data: { big: 'x'.repeat(5000) }, touched: 3 }
+    codec.remember(KEY, codec.encode(long, KEY), long)
+    assert.deepEqual(codec.open(fresh(written.stored), KEY).record.data, { cart: { items: ['a'] } })
+    assert.equal(parses, 5)
+  })
+
   it('a JSON serializer and a "__proto__" data key: every read, cached or not, gives the data back as data', () => {
     const codec = new RecordCodec(JSON, 1024 * 1024)
     const text = '{"data":{"__proto__":{"admin":true},"n":1},"created":1,"touched":1}'
