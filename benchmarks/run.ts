@@ -191,7 +191,7 @@ interface ServerChild {
 interface BackendPlaces { redis?: number, memcached?: number, directory?: string }
 
 async function startChild (variant: VariantName, places: BackendPlaces, profileName: string | undefined): Promise<ServerChild> {
-  const execArgv = ['--import', 'tsx']
+  const execArgv = ['--import', 'tsx', ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean)]
   // tsx's loader runs on a thread of its own that --cpu-prof profiles too: each child writes
   // into a folder of its own, and close() keeps the main thread's profile under a plain name.
   const profileDir = profileName === undefined ? undefined : here(`./results/profiles/${profileName}.tmp/`)

@@ -286,7 +286,7 @@ const setups: Record<VariantName, Setup> = {
 function quart (kind: 'memory' | 'redis' | 'redis-csc' | 'memcached' | 'filesystem', extra: { encryptionKey?: string, userId?: string } = {}): Setup {
   return async (app) => {
     // Imported when used, so that the other variants run before the plugin exists or when it is broken.
-    const { default: quartSession } = await import('../lib/index.js')
+    const { default: quartSession } = await import(process.env.BENCH_DIST === '1' ? '../dist/lib/index.js' : '../lib/index.js')
     // As the plugin's README recommends when the app reads no other cookie: the plugin reads its
     // own from the header, and @fastify/cookie stops parsing every cookie of every request (a
     // global hook that /anon and /static would otherwise pay for, though the plugin adds none there).
