@@ -1,4 +1,6 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+// Types only: @fastify/cookie's `request.cookies`, which the load hook reads when its hook filled it.
+import type {} from '@fastify/cookie'
 import type { ResolvedOptions } from './options.js'
 import type { Backend } from './backend.js'
 import type { Decoded } from './record.js'
