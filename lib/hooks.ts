@@ -261,8 +261,8 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend, sign
         if (!signer.renew) signed = raw
       }
     }
-    // Never send the backend an id we could not have made.
-    if (id === undefined || !isValidId(id)) {
+    // Never send the backend an id we could not have made (the signer checked a signed one's shape).
+    if (id === undefined || (signer === undefined && !isValidId(id))) {
       request[kSession] = fresh(addressOf(request))
       done()
       return
@@ -326,12 +326,6 @@ export function createSaveHook (backend: Backend): SaveHook {
     sendCookie(request, reply, state)
   }
 
-  // Sessions whose save is in flight. A second send while it runs (an async handler that called
-  // reply.redirect() without returning it, passport's successRedirect) is a duplicate of a response
-  // that is about to go out with the cookie: it is dropped quietly, as it would be if the first
-  // response had already been written, instead of both writing headers.
-  const inFlight = new WeakSet<SessionState>()
-
   return function saveSession (request, reply, payload, done) {
     const session = request[kSession]
     if (session === null) {
@@ -340,8 +334,11 @@ export function createSaveHook (backend: Backend): SaveHook {
     }
     const state = session[kState]
     if (state.done) {
-      // Already saved (an error reply runs onSend again): pass. Still saving: a duplicate send.
-      if (!inFlight.has(state)) done(null, payload)
+      // Already saved (an error reply runs onSend again): pass. Still saving: a duplicate send (an
+      // async handler that called reply.redirect() without returning it, passport's
+      // successRedirect) of a response about to go out with the cookie, dropped quietly as it would
+      // be if the first had already been written, instead of both writing headers.
+      if (!state.hookSaving) done(null, payload)
       return
     }
     state.done = true
@@ -351,12 +348,13 @@ export function createSaveHook (backend: Backend): SaveHook {
       done(null, payload)
       return
     }
-    inFlight.add(state)
+    // A flag, not a WeakSet of states: adding to and deleting from one cost more than the rest of this hook.
+    state.hookSaving = true
     return save(request, reply, state).then(() => {
-      inFlight.delete(state)
+      state.hookSaving = false
       return payload
     }, (err: unknown) => {
-      inFlight.delete(state)
+      state.hookSaving = false
       throw err
     })
   }

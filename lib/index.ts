@@ -7,6 +7,7 @@ import { DisabledSession, type Session, exposeSession } from './session.js'
 import { createLoadHook, createSaveHook, disabledReason, isStaticFileRoute } from './hooks.js'
 import { SessionCookie } from './cookie.js'
 import { CookieSigner } from './signing.js'
+import { isValidId } from './id.js'
 import { createStore } from './store-factory.js'
 import { FST_QUART_SESSION_CONNECT, FST_QUART_SESSION_INVALID_OPTION } from './errors.js'
 import { kSession, kStaticRoute } from './symbols.js'
@@ -37,7 +38,7 @@ async function quartSession (fastify: FastifyInstance, opts: QuartSessionOptions
     fastify.log.warn('fastify-quart-session: the memory store keeps sessions in this process only; they are lost on restart and not shared between processes. Use type "redis", "memcached" or "filesystem" in production.')
   }
 
-  const signer = options.secrets === undefined ? undefined : new CookieSigner(options.secrets)
+  const signer = options.secrets === undefined ? undefined : new CookieSigner(options.secrets, isValidId)
   const cookie = new SessionCookie(options.cookieName, options.cookie, options.maxAge)
   const ciphers = ciphersOf(options.encryptionKeys)
   const backend = new Backend(store, options, cookie, signer, new RecordCodec(options.serializer, options.maxRecordBytes, ciphers?.records))

@@ -20,6 +20,14 @@ export class Recency<V> {
     return this.#nodes.get(key)?.value
   }
 
+  /** The value under `key`, made the most recently used: `get` and `touch` in one Map lookup. */
+  use (key: string): V | undefined {
+    const node = this.#nodes.get(key)
+    if (node === undefined) return undefined
+    this.#toNewest(node)
+    return node.value
+  }
+
   /** Make `key` the most recently used; false when it is not here. */
   touch (key: string): boolean {
     const node = this.#nodes.get(key)

@@ -22,19 +22,26 @@ export class CookieSigner {
   readonly #secrets: string[]
   readonly #macs: Array<(message: string, encoding: 'base64') => string>
   readonly #verified = new Recency<string>()
+  /** Which signed values `verify` hands back (an id of the plugin's shape): checked once per cached value. */
+  readonly #accept: (value: string) => boolean
   /** Whether the last `verify` matched an older secret of a rotation (re-issue the cookie). */
   renew = false
 
-  constructor (secrets: string[]) {
+  constructor (secrets: string[], accept: (value: string) => boolean = () => true) {
     this.#secrets = secrets
     this.#macs = secrets.map((secret) => hmacSha256(secret))
+    this.#accept = accept
   }
 
   sign (id: string): string {
     return id + '.' + this.#macs[0](id, 'base64').slice(0, SIGNATURE_LENGTH)
   }
 
-  /** The id a signed cookie value carries, or undefined when the signature does not verify. */
+  /**
+   * The id a signed cookie value carries, or undefined when the signature does not verify or the
+   * id is not one `accept` takes. A remembered value was accepted when it was first verified, so
+   * a returning client costs one lookup, not a lookup and a pattern test.
+   */
   verify (value: string): string | undefined {
     const cached = this.#verified.get(value)
     if (cached !== undefined) {
@@ -42,7 +49,7 @@ export class CookieSigner {
       return cached
     }
     const id = this.#unsign(value)
-    if (id === undefined) return undefined
+    if (id === undefined || !this.#accept(id)) return undefined
     if (!this.renew) {
       const verified = this.#verified
       // Oldest first out (lib/recency.ts: O(1), where a Map walks the holes of its evictions).

@@ -110,6 +110,8 @@ export class SessionState implements Dated {
   clearCookie = false
   /** The save hook has run for this request (an error reply runs onSend a second time). */
   done = false
+  /** The save hook's save is in flight (a second send meanwhile is a duplicate). */
+  hookSaving = false
   /** Why sessions are off, on an inert session. */
   disabled: string | undefined = undefined
   /** A verb that failed while nobody awaited it: the save hook fails the request with it. */

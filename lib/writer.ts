@@ -343,9 +343,14 @@ export class Writer {
   }
 
   /** One conditional write; without compareAndSet, the last write wins (but never revives a record that is gone). */
-  async put (key: string, expected: string | undefined, text: string | undefined, ttl: number, isNew: boolean): Promise<boolean> {
+  put (key: string, expected: string | undefined, text: string | undefined, ttl: number, isNew: boolean): Promise<boolean> {
+    // The adapter's own promise: no async wrapper, one promise and microtask fewer per save.
+    if (this.atomic) return (this.store.compareAndSet as NonNullable<SessionStore['compareAndSet']>)(key, expected, text, ttl)
+    return this.#overwrite(key, expected, text, ttl, isNew)
+  }
+
+  async #overwrite (key: string, expected: string | undefined, text: string | undefined, ttl: number, isNew: boolean): Promise<boolean> {
     const store = this.store
-    if (this.atomic) return await (store.compareAndSet as NonNullable<SessionStore['compareAndSet']>)(key, expected, text, ttl)
     if (!isNew && expected !== undefined && await store.get(key) === undefined) return false
     if (text === undefined) await store.delete(key)
     else await store.set(key, text, ttl)

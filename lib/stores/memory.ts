@@ -46,13 +46,14 @@ export class MemoryStore implements SessionStore {
 
   /** Everything is local here: the value, or null. */
   getLocal (key: string): string | null {
-    const entry = this.#live(key)
-    if (entry === undefined) return null
-    this.#entries.touch(key)
-    return entry.value
+    return this.#live(key, Date.now())?.value ?? null
   }
 
   async set (key: string, value: string, ttlSeconds: number): Promise<void> {
+    this.#put(key, value, ttlSeconds)
+  }
+
+  #put (key: string, value: string, ttlSeconds: number): void {
     const entries = this.#entries
     entries.set(key, { value, expires: ttlSeconds > 0 ? Date.now() + ttlSeconds * 1000 : 0 })
     if (entries.size > this.maxEntries) entries.dropOldest()
@@ -64,9 +65,18 @@ export class MemoryStore implements SessionStore {
 
   // One synchronous step: nothing else runs between the comparison and the write.
   async compareAndSet (key: string, expected: string | undefined, value: string | undefined, ttlSeconds: number): Promise<boolean> {
-    if (this.#live(key)?.value !== expected) return false
-    if (value === undefined) this.#entries.delete(key)
-    else await this.set(key, value, ttlSeconds)
+    // Found and made the newest in one lookup, then replaced in place: no second one to write.
+    const now = Date.now()
+    const entry = this.#live(key, now)
+    if (entry?.value !== expected) return false
+    if (value === undefined) {
+      this.#entries.delete(key)
+    } else if (entry !== undefined) {
+      entry.value = value
+      entry.expires = ttlSeconds > 0 ? now + ttlSeconds * 1000 : 0
+    } else {
+      this.#put(key, value, ttlSeconds)
+    }
     return true
   }
 
@@ -74,10 +84,11 @@ export class MemoryStore implements SessionStore {
     this.#entries.clear()
   }
 
-  #live (key: string): Entry | undefined {
-    const entry = this.#entries.get(key)
+  /** The entry under `key`, made the most recently used in the same lookup, unless it expired (then dropped). */
+  #live (key: string, now: number): Entry | undefined {
+    const entry = this.#entries.use(key)
     if (entry === undefined) return undefined
-    if (entry.expires !== 0 && entry.expires <= Date.now()) {
+    if (entry.expires !== 0 && entry.expires <= now) {
       this.#entries.delete(key)
       return undefined
     }
