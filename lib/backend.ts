@@ -144,6 +144,19 @@ export class Backend {
     })
   }
 
+  /**
+   * Whether a save would find nothing changed: nothing set, deleted or cleared, no update, and the
+   * objects handed out equal to their copies (then forgotten, as the save would).
+   */
+  unchanged (state: SessionState): boolean {
+    const changes = state.changes
+    if (changes.dirty || changes.cleared || changes.updates !== null) return false
+    if (changes.exposed === null) return true
+    if (this.isModified(state)) return false
+    changes.exposed = null
+    return true
+  }
+
   /** Whether the data differs from what is stored, or the session is new and holds data. */
   isModified (state: SessionState): boolean {
     return state.modified((record) => this.codec.stringify(record))

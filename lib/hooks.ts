@@ -309,6 +309,19 @@ export function createSaveHook (backend: Backend): SaveHook {
     }
   }
 
+  /**
+   * Whether the request changed nothing, decided here rather than in the save: a request that
+   * read an object (`get('user')`) then costs no promises. Anything that throws (a value only the
+   * serializer can compare, and it fails) is left to the save, which reports it.
+   */
+  function unchanged (state: SessionState): boolean {
+    try {
+      return backend.unchanged(state)
+    } catch {
+      return false
+    }
+  }
+
   async function save (request: FastifyRequest, reply: FastifyReply, state: SessionState): Promise<void> {
     // deviceInfo: the save that lists a session in its user's index records the client it came from.
     if (backend.users?.wantsDevice === true) backend.users.note(state, request)
@@ -342,7 +355,7 @@ export function createSaveHook (backend: Backend): SaveHook {
       return
     }
     state.done = true
-    if (!state.changes.pending && !state.changes.touch && state.saving === undefined && state.failure === undefined) {
+    if (!state.changes.touch && state.saving === undefined && state.failure === undefined && unchanged(state)) {
       // Nothing to write: at most a cookie (explicit save(), expiry).
       sendCookie(request, reply, state)
       done(null, payload)
