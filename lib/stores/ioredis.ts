@@ -1,7 +1,7 @@
 import type { SessionStore } from '../store.js'
-import { messageOf, withCause } from './shared.js'
+import { type Recover, messageOf, withCause } from './shared.js'
 import {
-  COMPARE_AND_SET_SCRIPT, COMPARE_AND_SET_SHA, compareAndSetArguments, ignoreError, readString, redisTimeout, RedisCommands, runCompareAndSet
+  COMPARE_AND_SET_SCRIPT, COMPARE_AND_SET_SHA, compareAndSetArguments, ignoreError, noScript, redisTimeout, RedisCommands, wrongType
 } from './redis-common.js'
 import { FST_QUART_SESSION_BACKEND, FST_QUART_SESSION_CONNECT, FST_QUART_SESSION_INVALID_OPTION } from '../errors.js'
 
@@ -119,7 +119,8 @@ export class IoredisStore implements SessionStore {
   }
 
   async get (key: string): Promise<string | undefined> {
-    const value = await this.#run('GET', () => readString(() => this.#client.get(key), () => this.#client.type(key)))
+    const client = this.#client
+    const value = await this.#run('GET', () => client.get(key), wrongType(() => client.type(key)))
     return value ?? undefined
   }
 
@@ -136,9 +137,9 @@ export class IoredisStore implements SessionStore {
   /** One `EVALSHA` (a key of another Redis type never matches: false). */
   async compareAndSet (key: string, expected: string | undefined, value: string | undefined, ttlSeconds: number): Promise<boolean> {
     const args = [key, ...compareAndSetArguments(expected, value, ttlSeconds)]
-    return await this.#run('EVALSHA', () => runCompareAndSet(
-      () => this.#client.evalsha(COMPARE_AND_SET_SHA, 1, ...args),
-      () => this.#client.eval(COMPARE_AND_SET_SCRIPT, 1, ...args)))
+    const client = this.#client
+    return await this.#run('EVALSHA', () => client.evalsha(COMPARE_AND_SET_SHA, 1, ...args),
+      noScript(() => client.eval(COMPARE_AND_SET_SCRIPT, 1, ...args))) === 1
   }
 
   /** The client is the user's: it stays open. Only the store's 'error' listener goes. */
@@ -154,7 +155,7 @@ export class IoredisStore implements SessionStore {
     return `the ioredis client given as "client"${at}`
   }
 
-  #run<T> (command: string, send: () => Promise<T>): Promise<T> {
+  #run<T> (command: string, send: () => Promise<T>, recover?: Recover<T>): Promise<T> {
     // ioredis queues commands while it is disconnected (enableOfflineQueue, on by default) and
     // sends them after a reconnect: a request would wait out the timeout, and a stale write could
     // land long after its request failed. Offline, fail at once instead. 'wait' is a lazyConnect
@@ -164,7 +165,7 @@ export class IoredisStore implements SessionStore {
       const error = new Error(`the ioredis client is not connected (status "${status}")`)
       return Promise.reject(withCause(new FST_QUART_SESSION_BACKEND(`Redis ${command}`), error))
     }
-    return this.#commands.run(command, send)
+    return this.#commands.run(command, send, recover)
   }
 }
 

@@ -4,7 +4,7 @@
 // spelled, so each adapter passes its own calls in.
 import { createHash } from 'node:crypto'
 import { FST_QUART_SESSION_CORRUPT_RECORD, FST_QUART_SESSION_TIMEOUT } from '../errors.js'
-import { bounded, seconds, withCause } from './shared.js'
+import { type Bound, type Recover, bounded, seconds, withCause } from './shared.js'
 
 /**
  * Compare-and-set in one round trip. KEYS[1] the key; ARGV: has-expected ('1'/'0'), expected,
@@ -66,6 +66,8 @@ export class RedisCommands {
   /** Milliseconds of `timeout`, also for the boot connection and close. */
   readonly ms: number
   readonly #isClientTimeout: (error: unknown) => boolean
+  /** Each command's bound and error mapping, made once rather than on every call. */
+  readonly #bounds = new Map<string, { bound: Bound, classify: (error: unknown) => Error | undefined }>()
 
   constructor (timeout: number, isClientTimeout: (error: unknown) => boolean) {
     this.timeout = timeout
@@ -73,44 +75,56 @@ export class RedisCommands {
     this.#isClientTimeout = isClientTimeout
   }
 
-  run<T> (command: string, send: () => Promise<T>): Promise<T> {
-    const operation = `Redis ${command}`
-    return bounded({ operation, seconds: this.timeout, ms: this.ms }, send, (error) => {
-      if (error instanceof FST_QUART_SESSION_CORRUPT_RECORD) return error
-      if (this.#isClientTimeout(error)) return withCause(new FST_QUART_SESSION_TIMEOUT(operation, this.timeout), error)
-      return undefined
-    })
+  run<T> (command: string, send: () => Promise<T>, recover?: Recover<T>): Promise<T> {
+    let known = this.#bounds.get(command)
+    if (known === undefined) {
+      const operation = `Redis ${command}`
+      known = {
+        bound: { operation, seconds: this.timeout, ms: this.ms },
+        classify: (error) => {
+          if (error instanceof FST_QUART_SESSION_CORRUPT_RECORD) return error
+          if (this.#isClientTimeout(error)) return withCause(new FST_QUART_SESSION_TIMEOUT(operation, this.timeout), error)
+          return undefined
+        }
+      }
+      this.#bounds.set(command, known)
+    }
+    return bounded(known.bound, send, known.classify, recover)
   }
 }
 
 /**
- * A GET that tells a key of another type (a hash someone wrote under a session key) from a
- * failure: retrying cannot help, so it is a corrupt record, which the core answers with a fresh
+ * For a GET: a key of another type (a hash someone wrote under a session key) is told from a
+ * failure. Retrying cannot help, so it is a corrupt record, which the core answers with a fresh
  * session instead of a 503 on every request carrying the cookie. Only on that path a TYPE follows,
- * to name what the key holds.
+ * to name what the key holds. `readString` when the GET is not a bounded call of its own.
  */
+export function wrongType<T> (type: () => Promise<unknown>): Recover<T> {
+  return (error) => isReply(error, 'WRONGTYPE') ? corrupt(type, error) : undefined
+}
+
+async function corrupt (type: () => Promise<unknown>, error: unknown): Promise<never> {
+  const kind = await type().then(String, () => 'value of another type')
+  throw withCause(new FST_QUART_SESSION_CORRUPT_RECORD(`the key holds a Redis ${kind}, not a string`), error)
+}
+
+/** A GET as `wrongType` tells its failures apart, for a GET sent with another command (PTTL). */
 export async function readString (get: () => Promise<string | null>, type: () => Promise<unknown>): Promise<string | null> {
   try {
     return await get()
   } catch (error) {
-    if (!isReply(error, 'WRONGTYPE')) throw error
-    const kind = await type().then(String, () => 'value of another type')
-    throw withCause(new FST_QUART_SESSION_CORRUPT_RECORD(`the key holds a Redis ${kind}, not a string`), error)
+    const recovered = wrongType<string | null>(type)(error)
+    if (recovered === undefined) throw error
+    return await recovered
   }
 }
 
 /**
- * The script by its SHA; a Redis that does not know it yet (first use, restart, SCRIPT FLUSH, a
- * promoted replica) answers NOSCRIPT once, and the script is sent whole, which leaves it cached
- * there. Both are one operation for the timeout.
+ * For the compare-and-set script called by its SHA: a Redis that does not know it yet (first use,
+ * restart, SCRIPT FLUSH, a promoted replica) answers NOSCRIPT once, and the script is sent whole,
+ * which leaves it cached there. Both are one operation for the timeout. The script answers 1 when
+ * it wrote.
  */
-export async function runCompareAndSet (evalSha: () => Promise<unknown>, evalScript: () => Promise<unknown>): Promise<boolean> {
-  let written: unknown
-  try {
-    written = await evalSha()
-  } catch (error) {
-    if (!isReply(error, 'NOSCRIPT')) throw error
-    written = await evalScript()
-  }
-  return written === 1
+export function noScript (evalScript: () => Promise<unknown>): Recover<unknown> {
+  return (error) => isReply(error, 'NOSCRIPT') ? evalScript() : undefined
 }

@@ -2,7 +2,7 @@ import { BasicClientSideCache, createClient, createSentinel, TimeoutError } from
 import type { SessionStore } from '../store.js'
 import { messageOf, withCause } from './shared.js'
 import {
-  COMPARE_AND_SET_SCRIPT, COMPARE_AND_SET_SHA, compareAndSetArguments, ignoreError, readString, redisTimeout, RedisCommands, runCompareAndSet
+  COMPARE_AND_SET_SCRIPT, COMPARE_AND_SET_SHA, compareAndSetArguments, ignoreError, noScript, readString, redisTimeout, RedisCommands, wrongType
 } from './redis-common.js'
 import { Recency } from '../recency.js'
 import { FST_QUART_SESSION_CONNECT, FST_QUART_SESSION_INVALID_OPTION } from '../errors.js'
@@ -366,7 +366,8 @@ export class RedisStore implements SessionStore {
   async get (key: string): Promise<string | undefined> {
     const cache = this.#cache
     if (cache === undefined) {
-      return await this.#commands.run('GET', () => this.#read(key)) ?? undefined
+      const client = this.#client
+      return await this.#commands.run('GET', () => client.get(key), wrongType(() => client.type(key))) ?? undefined
     }
     const cached = cache.lookup(key)
     if (cached !== undefined) return cached
@@ -425,9 +426,9 @@ export class RedisStore implements SessionStore {
     }
     const call: ScriptCall = { keys: [key], arguments: compareAndSetArguments(expected, value, ttlSeconds) }
     const sentAt = Date.now()
-    const written = await this.#commands.run('EVALSHA', () => runCompareAndSet(
-      () => this.#client.evalSha(COMPARE_AND_SET_SHA, call),
-      () => this.#client.eval(COMPARE_AND_SET_SCRIPT, call)))
+    const client = this.#client
+    const written = await this.#commands.run('EVALSHA', () => client.evalSha(COMPARE_AND_SET_SHA, call),
+      noScript(() => client.eval(COMPARE_AND_SET_SCRIPT, call))) === 1
     if (written) this.#cache?.wrote(key, value, ttlSeconds, sentAt)
     return written
   }

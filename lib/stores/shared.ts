@@ -47,7 +47,7 @@ export interface Bound {
  * client itself noticed, an error already ours). Clients that stop timing a command once it is
  * written (node-redis), or never time it (memcached), would otherwise hang a request.
  */
-export function bounded<T> (bound: Bound, send: () => Promise<T>, classify?: (error: unknown) => Error | undefined): Promise<T> {
+export function bounded<T> (bound: Bound, send: () => Promise<T>, classify?: (error: unknown) => Error | undefined, recover?: Recover<T>): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => { reject(new FST_QUART_SESSION_TIMEOUT(bound.operation, bound.seconds)) }, bound.ms)
     let pending: Promise<T>
@@ -56,15 +56,34 @@ export function bounded<T> (bound: Bound, send: () => Promise<T>, classify?: (er
     } catch (error) {
       pending = Promise.reject(error)
     }
+    const fail = (error: unknown): void => {
+      clearTimeout(timer)
+      reject(classify?.(error) ?? withCause(new FST_QUART_SESSION_BACKEND(bound.operation), error))
+    }
     pending.then((value) => {
       clearTimeout(timer)
       resolve(value)
     }, (error: unknown) => {
-      clearTimeout(timer)
-      reject(classify?.(error) ?? withCause(new FST_QUART_SESSION_BACKEND(bound.operation), error))
+      const retry = recover?.(error)
+      if (retry === undefined) {
+        fail(error)
+        return
+      }
+      // Still within the same timer: the retry is part of the one operation.
+      retry.then((value) => {
+        clearTimeout(timer)
+        resolve(value)
+      }, fail)
     })
   })
 }
+
+/**
+ * What a bounded call does with a failure it can get past (a script Redis does not know yet: send
+ * it whole): the promise of the way on, or undefined to fail. Part of the call, not a wrapper
+ * around it, so the usual path costs no extra promise.
+ */
+export type Recover<T> = (error: unknown) => Promise<T> | undefined
 
 /** A Node-style callback API as a promise, for `bounded`. */
 export function fromCallback<T> (send: (done: (error: unknown, result?: T) => void) => void): Promise<T> {
