@@ -399,7 +399,7 @@ export class RedisStore implements SessionStore {
   }
 
   async set (key: string, value: string, ttlSeconds: number): Promise<void> {
-    const sentAt = Date.now()
+    const sentAt = this.#sentAt()
     await this.#commands.run('SET', () => ttlSeconds > 0
       ? this.#client.set(key, value, { expiration: { type: 'EX', value: ttlSeconds } })
       : this.#client.set(key, value))
@@ -419,18 +419,23 @@ export class RedisStore implements SessionStore {
     if (expected === undefined && value !== undefined) {
       // A new session: SET NX does it natively (a key of any type counts as present).
       const options = ttlSeconds > 0 ? { condition: 'NX' as const, expiration: { type: 'EX' as const, value: ttlSeconds } } : { condition: 'NX' as const }
-      const sentAt = Date.now()
+      const sentAt = this.#sentAt()
       const created = await this.#commands.run('SET', () => this.#client.set(key, value, options)) !== null
       if (created) this.#cache?.wrote(key, value, ttlSeconds, sentAt)
       return created
     }
     const call: ScriptCall = { keys: [key], arguments: compareAndSetArguments(expected, value, ttlSeconds) }
-    const sentAt = Date.now()
+    const sentAt = this.#sentAt()
     const client = this.#client
     const written = await this.#commands.run('EVALSHA', () => client.evalSha(COMPARE_AND_SET_SHA, call),
       noScript(() => client.eval(COMPARE_AND_SET_SCRIPT, call))) === 1
     if (written) this.#cache?.wrote(key, value, ttlSeconds, sentAt)
     return written
+  }
+
+  /** When a write went out, for the read cache's expiry of it (0 without a cache: Date.now() is no free call). */
+  #sentAt (): number {
+    return this.#cache === undefined ? 0 : Date.now()
   }
 
   /** Closes the client the store created; a supplied client is left open for its owner. */
