@@ -101,6 +101,21 @@ describe('signed cookies', () => {
     await app.close()
   })
 
+  it('a value signed with our own secret but not of our id shape is refused, every time (the shape is checked before a value is remembered)', async () => {
+    const store = new CountingStore()
+    const app = await build({ store, secret: SECRET }, routes)
+    for (const id of ['short', 'A'.repeat(31) + '!', 'B'.repeat(33)]) {
+      for (let i = 0; i < 2; i++) {
+        const response = await app.inject({ url: '/read', headers: { cookie: `session=${sign(id, SECRET)}` } })
+        assert.equal(response.statusCode, 200)
+        assert.equal(response.json().foo, null)
+        assert.notEqual(response.json().id, id)
+      }
+    }
+    assert.equal(store.count(), 0)
+    await app.close()
+  })
+
   it('rotation: the first secret signs, older ones verify, and an old cookie is re-issued with the newest', async () => {
     const store = new CountingStore()
     const before = await build({ store, secret: OLD_SECRET }, routes)
