@@ -146,7 +146,9 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend, sign
       if ((err as { code?: unknown }).code !== 'FST_QUART_SESSION_CORRUPT_RECORD') throw backendError('read', err)
       request.log.warn({ err }, 'fastify-quart-session: the stored session is not a session record; starting a fresh session')
     }
-    await settle(request, id, raw, signed, text)
+    // Awaited only when there is something to wait for: an await of undefined still costs a microtask.
+    const pending = settle(request, id, raw, signed, text)
+    if (pending !== undefined) await pending
   }
 
   /**

@@ -118,10 +118,11 @@ export class IoredisStore implements SessionStore {
     if (onEnd !== undefined) client.off('end', onEnd)
   }
 
-  async get (key: string): Promise<string | undefined> {
+  get (key: string): Promise<string | undefined> {
+    const offline = this.#offline('GET')
+    if (offline !== undefined) return offline
     const client = this.#client
-    const value = await this.#run('GET', () => client.get(key), wrongType(() => client.type(key)))
-    return value ?? undefined
+    return this.#commands.read('GET', () => client.get(key), wrongType(() => client.type(key)))
   }
 
   async set (key: string, value: string, ttlSeconds: number): Promise<void> {
@@ -156,16 +157,20 @@ export class IoredisStore implements SessionStore {
   }
 
   #run<T> (command: string, send: () => Promise<T>, recover?: Recover<T>): Promise<T> {
-    // ioredis queues commands while it is disconnected (enableOfflineQueue, on by default) and
-    // sends them after a reconnect: a request would wait out the timeout, and a stale write could
-    // land long after its request failed. Offline, fail at once instead. 'wait' is a lazyConnect
-    // client used before ready(): ioredis connects it on this first command.
+    return this.#offline(command) ?? this.#commands.run(command, send, recover)
+  }
+
+  /**
+   * ioredis queues commands while it is disconnected (enableOfflineQueue, on by default) and
+   * sends them after a reconnect: a request would wait out the timeout, and a stale write could
+   * land long after its request failed. Offline, fail at once instead. 'wait' is a lazyConnect
+   * client used before ready(): ioredis connects it on this first command.
+   */
+  #offline (command: string): Promise<never> | undefined {
     const status = this.#client.status
-    if (status !== 'ready' && status !== 'wait') {
-      const error = new Error(`the ioredis client is not connected (status "${status}")`)
-      return Promise.reject(withCause(new FST_QUART_SESSION_BACKEND(`Redis ${command}`), error))
-    }
-    return this.#commands.run(command, send, recover)
+    if (status === 'ready' || status === 'wait') return undefined
+    const error = new Error(`the ioredis client is not connected (status "${status}")`)
+    return Promise.reject(withCause(new FST_QUART_SESSION_BACKEND(`Redis ${command}`), error))
   }
 }
 

@@ -76,20 +76,35 @@ export class RedisCommands {
   }
 
   run<T> (command: string, send: () => Promise<T>, recover?: Recover<T>): Promise<T> {
-    let known = this.#bounds.get(command)
+    const known = this.#known(command, false)
+    return bounded(known.bound, send, known.classify, recover)
+  }
+
+  /**
+   * A read as `run` makes it, where a null reply (no key) settles as undefined: the adapter hands
+   * the bounded call's own promise on, without an async step of its own to turn null into undefined.
+   */
+  read (command: string, send: () => Promise<string | null>, recover?: Recover<string | null>): Promise<string | undefined> {
+    const known = this.#known(command, true)
+    return bounded(known.bound, send, known.classify, recover) as Promise<string | undefined>
+  }
+
+  #known (command: string, absent: boolean): { bound: Bound, classify: (error: unknown) => Error | undefined } {
+    const name = absent ? command + ' (read)' : command
+    let known = this.#bounds.get(name)
     if (known === undefined) {
       const operation = `Redis ${command}`
       known = {
-        bound: { operation, seconds: this.timeout, ms: this.ms },
+        bound: { operation, seconds: this.timeout, ms: this.ms, absent },
         classify: (error) => {
           if (error instanceof FST_QUART_SESSION_CORRUPT_RECORD) return error
           if (this.#isClientTimeout(error)) return withCause(new FST_QUART_SESSION_TIMEOUT(operation, this.timeout), error)
           return undefined
         }
       }
-      this.#bounds.set(command, known)
+      this.#bounds.set(name, known)
     }
-    return bounded(known.bound, send, known.classify, recover)
+    return known
   }
 }
 

@@ -363,12 +363,16 @@ export class RedisStore implements SessionStore {
     return cache === undefined ? undefined : { entries: cache.entries, bytes: cache.bytes }
   }
 
-  async get (key: string): Promise<string | undefined> {
+  get (key: string): Promise<string | undefined> {
     const cache = this.#cache
     if (cache === undefined) {
       const client = this.#client
-      return await this.#commands.run('GET', () => client.get(key), wrongType(() => client.type(key))) ?? undefined
+      return this.#commands.read('GET', () => client.get(key), wrongType(() => client.type(key)))
     }
+    return this.#cachedGet(key, cache)
+  }
+
+  async #cachedGet (key: string, cache: SessionReadCache): Promise<string | undefined> {
     const cached = cache.lookup(key)
     if (cached !== undefined) return cached
     const token = cache.reading(key)

@@ -38,6 +38,8 @@ export interface Bound {
   seconds: number
   /** Milliseconds the call may take. */
   ms: number
+  /** A reply of null means "no such key": the call settles with undefined instead. */
+  absent?: boolean
 }
 
 /**
@@ -62,7 +64,7 @@ export function bounded<T> (bound: Bound, send: () => Promise<T>, classify?: (er
     }
     pending.then((value) => {
       clearTimeout(timer)
-      resolve(value)
+      resolve(value === null && bound.absent === true ? undefined as T : value)
     }, (error: unknown) => {
       const retry = recover?.(error)
       if (retry === undefined) {
