@@ -20,20 +20,12 @@ export class Recency<V> {
     return this.#nodes.get(key)?.value
   }
 
-  /** The value under `key`, made the most recently used: `get` and `touch` in one Map lookup. */
+  /** The value under `key`, made the most recently used, in one Map lookup. */
   use (key: string): V | undefined {
     const node = this.#nodes.get(key)
     if (node === undefined) return undefined
     this.#toNewest(node)
     return node.value
-  }
-
-  /** Make `key` the most recently used; false when it is not here. */
-  touch (key: string): boolean {
-    const node = this.#nodes.get(key)
-    if (node === undefined) return false
-    this.#toNewest(node)
-    return true
   }
 
   /** Store `value` under `key` as the most recently used (replaced in place when present). */

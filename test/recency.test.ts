@@ -6,17 +6,17 @@ import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import { Recency } from '../lib/recency.js'
 
-type Op = { op: 'set', key: string, value: number } | { op: 'touch' | 'use' | 'delete' | 'get', key: string } | { op: 'dropOldest' }
+type Op = { op: 'set', key: string, value: number } | { op: 'use' | 'delete' | 'get', key: string } | { op: 'dropOldest' }
 
 const key = fc.constantFrom('a', 'b', 'c', 'd', 'e')
 const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ op: fc.constant('set' as const), key, value: fc.integer() }),
-  fc.record({ op: fc.constantFrom('touch' as const, 'use' as const, 'delete' as const, 'get' as const), key }),
+  fc.record({ op: fc.constantFrom('use' as const, 'delete' as const, 'get' as const), key }),
   fc.record({ op: fc.constant('dropOldest' as const) })
 )
 
 describe('Recency', () => {
-  it('keeps least-recently-used order like a model, through sets, touches, uses, deletes and evictions', () => {
+  it('keeps least-recently-used order like a model, through sets, uses, deletes and evictions', () => {
     fc.assert(fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
       const recency = new Recency<number>()
       let model: Array<[string, number]> = []
@@ -26,9 +26,6 @@ describe('Recency', () => {
           recency.set(o.key, o.value)
           if (at !== -1) model.splice(at, 1)
           model.push([o.key, o.value])
-        } else if (o.op === 'touch') {
-          assert.equal(recency.touch(o.key), at !== -1)
-          if (at !== -1) model.push(model.splice(at, 1)[0])
         } else if (o.op === 'use') {
           assert.equal(recency.use(o.key), at === -1 ? undefined : model[at][1])
           if (at !== -1) model.push(model.splice(at, 1)[0])

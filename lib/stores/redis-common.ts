@@ -55,6 +55,12 @@ function isReply (error: unknown, code: string): boolean {
   return error instanceof Error && error.message.startsWith(code)
 }
 
+/** A command's bound and the mapping of its failures. */
+interface Known {
+  bound: Bound
+  classify: (error: unknown) => Error | undefined
+}
+
 /**
  * Runs Redis commands within the adapter's `timeout`, through `bounded()`. A failure is
  * FST_QUART_SESSION_BACKEND with the client's error as cause; `isClientTimeout` recognises the
@@ -66,8 +72,9 @@ export class RedisCommands {
   /** Milliseconds of `timeout`, also for the boot connection and close. */
   readonly ms: number
   readonly #isClientTimeout: (error: unknown) => boolean
-  /** Each command's bound and error mapping, made once rather than on every call. */
-  readonly #bounds = new Map<string, { bound: Bound, classify: (error: unknown) => Error | undefined }>()
+  /** Each command's bound and error mapping, made once rather than on every call; reads apart (`absent`). */
+  readonly #bounds = new Map<string, Known>()
+  readonly #reads = new Map<string, Known>()
 
   constructor (timeout: number, isClientTimeout: (error: unknown) => boolean) {
     this.timeout = timeout
@@ -89,9 +96,9 @@ export class RedisCommands {
     return bounded(known.bound, send, known.classify, recover) as Promise<string | undefined>
   }
 
-  #known (command: string, absent: boolean): { bound: Bound, classify: (error: unknown) => Error | undefined } {
-    const name = absent ? command + ' (read)' : command
-    let known = this.#bounds.get(name)
+  #known (command: string, absent: boolean): Known {
+    const made = absent ? this.#reads : this.#bounds
+    let known = made.get(command)
     if (known === undefined) {
       const operation = `Redis ${command}`
       known = {
@@ -102,7 +109,7 @@ export class RedisCommands {
           return undefined
         }
       }
-      this.#bounds.set(name, known)
+      made.set(command, known)
     }
     return known
   }

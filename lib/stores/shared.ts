@@ -58,24 +58,19 @@ export function bounded<T> (bound: Bound, send: () => Promise<T>, classify?: (er
     } catch (error) {
       pending = Promise.reject(error)
     }
-    const fail = (error: unknown): void => {
-      clearTimeout(timer)
-      reject(classify?.(error) ?? withCause(new FST_QUART_SESSION_BACKEND(bound.operation), error))
-    }
-    pending.then((value) => {
+    const succeed = (value: T): void => {
       clearTimeout(timer)
       resolve(value === null && bound.absent === true ? undefined as T : value)
-    }, (error: unknown) => {
-      const retry = recover?.(error)
-      if (retry === undefined) {
-        fail(error)
-        return
-      }
-      // Still within the same timer: the retry is part of the one operation.
-      retry.then((value) => {
+    }
+    pending.then(succeed, (error: unknown) => {
+      const fail = (cause: unknown): void => {
         clearTimeout(timer)
-        resolve(value)
-      }, fail)
+        reject(classify?.(cause) ?? withCause(new FST_QUART_SESSION_BACKEND(bound.operation), cause))
+      }
+      const retry = recover?.(error)
+      // Still within the same timer: the retry is part of the one operation.
+      if (retry === undefined) fail(error)
+      else retry.then(succeed, fail)
     })
   })
 }
