@@ -79,6 +79,26 @@ describe('FilesystemStore eviction (issue 16: an anonymous flood evicts active f
     await writer.close()
     await reader.close()
   })
+  it('a read in the same millisecond as the last write still ranks after it (file times keep the fraction Date.now() drops)', async () => {
+    const directory = await tempDir()
+    const store = new FilesystemStore({ directory, maxEntries: 1, sweepIntervalMs: 3_600_000 })
+    const old = Date.now() / 1000 - 100
+    await store.set('read', 'r', 600)
+    await utimes(join(directory, `${hashOf('read')}.session`), old, old)
+    await store.set('written', 'w', 600)
+    // Start on a fresh millisecond, so the write below and the read after it share one.
+    for (const start = Date.now(); Date.now() === start;);
+    // A write at the end of this millisecond, as the kernel stamps it (to the nanosecond).
+    const late = (Date.now() + 0.999) / 1000
+    await utimes(join(directory, `${hashOf('written')}.session`), late, late)
+    assert.equal(await store.get('read'), 'r')
+    await sleep(50) // the use is recorded in the background
+    const result = await store.sweep()
+    assert.equal(result.evicted, 1)
+    assert.equal(await store.get('read'), 'r', 'read after the last write, and kept')
+    assert.equal(await store.get('written'), undefined, 'written before the read, and evicted')
+    await store.close()
+  })
 })
 
 describe('FilesystemStore locks and clocks (issue 16, LOW)', () => {

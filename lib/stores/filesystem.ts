@@ -359,7 +359,10 @@ export class FilesystemStore implements SessionStore {
 
   /** A use moves the file's atime (mtime stays the last write); shared by every process. */
   #recordUse (pinned: Pinned, info: Stats): void {
-    const now = Date.now()
+    // Date.now() drops the fraction of a millisecond that file times keep: a read right after a
+    // write could be stamped before it and rank as the older use. One millisecond on top ranks
+    // the read after every write that came before it.
+    const now = Date.now() + 1
     const last = usedAt(info)
     if (pinned.closed || (last >= this.#lastCreated && now - last < USE_EVERY_MS)) return
     pinned.busy = pinned.busy.then(async () => { await this.#io.futimes(pinned.fd, now / 1000, info.mtimeMs / 1000) }).catch(() => {})
