@@ -84,14 +84,21 @@ export function isEmpty (data: Data): boolean {
   return true
 }
 
-// The parsed-record cache: at most this many records, of texts at most this long (about 4 MB).
+// The parsed-record cache: records under at most this many keys, two texts each, of texts at most
+// this long (about 8 MB).
 const DECODED_MAX = 1024
 const DECODED_TEXT_MAX = 4096
 
-/** A record as last parsed or written under a store key, and its plain text. */
+/**
+ * A record as last parsed or written under a store key, and its plain text; `older`, the one
+ * before it. Two, because reads of a hot session overlap its writes: a GET sent just before a
+ * write lands returns the text before it, one sent after returns the new one, and with one text
+ * kept each would push the other out and every read would parse.
+ */
 interface Known {
   plain: string
   record: SessionRecord
+  older: { plain: string, record: SessionRecord } | undefined
 }
 
 /**
@@ -142,8 +149,11 @@ export class RecordCodec {
   open (stored: string, key: string): Decoded {
     const plain = this.#plain(stored, key)
     const known = this.#decoded.get(key)
-    if (known !== undefined && known.plain === plain) {
-      return { record: withData(known.record, snapshot(known.record.data) as Data), stored, plain }
+    if (known !== undefined) {
+      if (known.plain === plain) return { record: withData(known.record, snapshot(known.record.data) as Data), stored, plain }
+      const older = known.older
+      // The text before the latest: this read was answered before a write landed. It stays the older one.
+      if (older !== undefined && older.plain === plain) return { record: withData(older.record, snapshot(older.record.data) as Data), stored, plain }
     }
     const record = this.parse(plain)
     this.#keep(key, plain, record, known)
@@ -168,7 +178,8 @@ export class RecordCodec {
       return
     }
     if (known === undefined && decoded.size >= DECODED_MAX) decoded.dropOldest()
-    decoded.set(key, { plain, record: withData(record, copy as Data) })
+    const older = known === undefined ? undefined : { plain: known.plain, record: known.record }
+    decoded.set(key, { plain, record: withData(record, copy as Data), older })
   }
 
   /** Like `open`, without the cache: a record nobody else will see (a merge base). */

@@ -41,23 +41,31 @@ describe('record codec', () => {
     assert.equal(parses, 1)
     // Another record under the key: never the one cached before.
     assert.deepEqual(codec.open(fresh(two), KEY).record.data, { n: 2 })
+    assert.equal(parses, 2)
+    // The text before it stays known (a read of a hot session answered before a write landed).
     assert.deepEqual(codec.open(fresh(one), KEY).record.data, { n: 1 })
-    assert.equal(parses, 3)
+    assert.deepEqual(codec.open(fresh(two), KEY).record.data, { n: 2 })
+    assert.equal(parses, 2)
+    // Two texts per key: a third pushes the oldest out.
+    const three = codec.encode({ data: { n: 3 }, touched: 1 }, KEY).stored
+    assert.deepEqual(codec.open(fresh(three), KEY).record.data, { n: 3 })
+    assert.deepEqual(codec.open(fresh(one), KEY).record.data, { n: 1 })
+    assert.equal(parses, 4)
     // The same text under another key has an entry of its own.
     assert.deepEqual(codec.open(fresh(one), 'session:other').record.data, { n: 1 })
-    assert.equal(parses, 4)
+    assert.equal(parses, 5)
     // What this process wrote is read back without parsing, and a later change of it does not show.
     const record = { data: { cart: { items: ['a'] } }, touched: 2 }
     const written = codec.encode(record, KEY)
     codec.remember(KEY, written, record)
     record.data.cart.items.push('changed after the write')
     assert.deepEqual(codec.open(fresh(written.stored), KEY).record.data, { cart: { items: ['a'] } })
-    assert.equal(parses, 4)
+    assert.equal(parses, 5)
     // A record too long to keep replaces nothing stale: the next read of the key parses.
     const long = { data: { big: 'x'.repeat(5000) }, touched: 3 }
     codec.remember(KEY, codec.encode(long, KEY), long)
     assert.deepEqual(codec.open(fresh(written.stored), KEY).record.data, { cart: { items: ['a'] } })
-    assert.equal(parses, 5)
+    assert.equal(parses, 6)
   })
 
   it('a JSON serializer and a "__proto__" data key: every read, cached or not, gives the data back as data', () => {
