@@ -108,7 +108,8 @@ function flatten (walk: Walk, thing: unknown): number {
 }
 
 function flattenArray (walk: Walk, array: unknown[]): string {
-  if (Object.getPrototypeOf(array) !== Array.prototype || typeof (array as { then?: unknown }).then === 'function') throw NOT_PLAIN
+  // An own symbol could be a Symbol.toStringTag, which makes devalue see something else.
+  if (Object.getPrototypeOf(array) !== Array.prototype || Object.getOwnPropertySymbols(array).length > 0 || typeof (array as { then?: unknown }).then === 'function') throw NOT_PLAIN
   let text = '['
   for (let i = 0; i < array.length; i++) {
     // Holes: devalue chooses between two encodings of them.

@@ -79,7 +79,8 @@ describe('stringifyPlain writes devalue\'s text', () => {
     class User { name = 'x' }
     const withSymbol = { [Symbol('s')]: 1 }
     const withProto = JSON.parse('{"__proto__": 1}') as object
-    for (const value of [{ data: { f: () => 1 } }, { data: new User() }, { data: withSymbol }, { data: withProto }, { data: Symbol('x') }, { then () {} }, { data: Promise.resolve(1) }]) {
+    const taggedArray = Object.assign([1, 2], { [Symbol.toStringTag]: 'Thing' })
+    for (const value of [{ data: { f: () => 1 } }, { data: new User() }, { data: withSymbol }, { data: withProto }, { data: Symbol('x') }, { then () {} }, { data: Promise.resolve(1) }, { data: taggedArray }]) {
       sameAsDevalue(value)
     }
   })
