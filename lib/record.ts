@@ -150,10 +150,9 @@ export class RecordCodec {
     const plain = this.#plain(stored, key)
     const known = this.#decoded.get(key)
     if (known !== undefined) {
-      if (known.plain === plain) return { record: withData(known.record, snapshot(known.record.data) as Data), stored, plain }
-      const older = known.older
-      // The text before the latest: this read was answered before a write landed. It stays the older one.
-      if (older !== undefined && older.plain === plain) return { record: withData(older.record, snapshot(older.record.data) as Data), stored, plain }
+      // The latest text, or the one before it (this read was answered before a write landed): a copy of its record.
+      const match = known.plain === plain ? known : known.older?.plain === plain ? known.older : undefined
+      if (match !== undefined) return { record: withData(match.record, snapshot(match.record.data) as Data), stored, plain }
     }
     const record = this.parse(plain)
     this.#keep(key, plain, record, known)

@@ -100,7 +100,7 @@ function flatten (walk: Walk, thing: unknown): number {
     // bigint, function, symbol: devalue writes the first and names the error of the others.
     throw NOT_PLAIN
   } else {
-    // A placeholder keeps the entry's place while its members take the ones after it.
+    // Filled before its members fill the entries after it, so the array never has a hole (V8 keeps it packed).
     entries[index] = ''
     entries[index] = Array.isArray(thing) ? flattenArray(walk, thing) : flattenObject(walk, thing as Record<string, unknown>)
   }
@@ -137,8 +137,9 @@ function flattenObject (walk: Walk, object: Record<string, unknown>): string {
 /**
  * devalue's `stringify`, the same text byte for byte, for values made of plain objects, dense
  * arrays, strings, numbers, booleans, null and undefined (what sessions hold nearly always), in
- * about a quarter of devalue's time: it skips the work devalue does for every value to find out
- * what it is (a type tag string, a prototype walk, an error path). Any other value, anywhere in
+ * about two thirds of devalue's time (0.85 against 1.25 µs for a /write record on Node 20): it
+ * skips the work devalue does for every value to find out what it is (a type tag string, a
+ * prototype walk, an error path). Any other value, anywhere in
  * the data, sends the whole value to devalue, which writes it or names the error. test/serializer
  * compares the two on generated values.
  */
