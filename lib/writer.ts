@@ -3,7 +3,7 @@ import type { SessionState, Update } from './state.js'
 import type { StoreKeys } from './keys.js'
 import type { Lifetime } from './lifetime.js'
 import type { Renewal } from './renewal.js'
-import { type Data, type Decoded, type Encoded, type RecordCodec, isEmpty } from './record.js'
+import { type Data, type Decoded, type Encoded, type RecordCodec, type SessionRecord, isEmpty } from './record.js'
 import { nowSeconds } from './lifetime.js'
 import { ABSENT, define, merge, mergeValue } from './merge.js'
 import { UNCOMPARABLE } from './snapshot.js'
@@ -25,16 +25,25 @@ const pause = async (attempt: number): Promise<void> => {
 /** A record read back by a save; `key` when it was found through a forward marker (renewal). */
 export type Latest = Decoded & { key?: string }
 
+// Job, Queue and Written are classes, not object literals: V8 tracks each literal's allocation
+// site and, when most of one site's objects outlive a young-generation collection, allocates all
+// its later objects in the old space for good ("pretenuring"). The write path runs unoptimized,
+// leaving that trace, the first time a process writes at load (benchmarks/README.md, "sixth
+// pass"): when the decision went that way, every later request's save objects were born old and
+// each minor GC took 2-4 times as long. `new` of a class leaves no such trace.
+
 /** One session's save waiting in its key's queue. */
-interface Job {
-  state: SessionState
-  /** Taken when the job joined: changes made after that stay for the next save. */
-  version: number
-  updates: Update[] | null
-  /** Copies of handed-out values as this save writes them (later mutations compare against them). */
-  baseline: Map<string, unknown> | null
-  resolve: () => void
-  reject: (error: unknown) => void
+class Job {
+  constructor (
+    readonly state: SessionState,
+    /** Taken when the job joined: changes made after that stay for the next save. */
+    readonly version: number,
+    readonly updates: Update[] | null,
+    /** Copies of handed-out values as this save writes them (later mutations compare against them). */
+    readonly baseline: Map<string, unknown> | null,
+    readonly resolve: () => void,
+    readonly reject: (error: unknown) => void
+  ) {}
 }
 
 /**
@@ -42,10 +51,15 @@ interface Job {
  * and then go out together as one write, each applied in turn onto the result of the one before:
  * requests of one hot session never conflict with each other, and a burst costs one round trip.
  */
-interface Queue {
-  waiting: Job[]
+class Queue {
+  waiting: Job[] = []
   /** What this process last wrote under the key while the queue was busy: the next batch starts from it. */
-  latest: Decoded | undefined
+  latest: Decoded | undefined = undefined
+}
+
+/** A record this process wrote (Decoded, as a class for the reason above). */
+class Written implements Decoded {
+  constructor (readonly stored: string, readonly plain: string, readonly record: SessionRecord) {}
 }
 
 /**
@@ -133,15 +147,13 @@ export class Writer {
   enqueue (state: SessionState): Promise<void> {
     const key = this.keyOf(state)
     return new Promise<void>((resolve, reject) => {
-      const job: Job = {
-        state, version: state.changes.version, updates: state.takeUpdates(), baseline: state.done ? null : state.baseline(), resolve, reject
-      }
+      const job = new Job(state, state.changes.version, state.takeUpdates(), state.done ? null : state.baseline(), resolve, reject)
       const queue = this.#queues.get(key)
       if (queue !== undefined) {
         queue.waiting.push(job)
         return
       }
-      const fresh: Queue = { waiting: [], latest: undefined }
+      const fresh = new Queue()
       this.#queues.set(key, fresh)
       void this.#drain(key, fresh, [job])
     })
@@ -221,7 +233,7 @@ export class Writer {
       }
       if (written) {
         // Not `{ ...encoded, record }`: a spread then a new property costs V8 (Node 20) about 0.8 µs.
-        queue.latest = encoded === undefined ? undefined : { stored: encoded.stored, plain: encoded.plain, record }
+        queue.latest = encoded === undefined ? undefined : new Written(encoded.stored, encoded.plain, record)
         for (const job of batch) this.#settle(job, encoded, data, now, cookie)
         return
       }
