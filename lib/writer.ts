@@ -30,7 +30,8 @@ export type Latest = Decoded & { key?: string }
 // its later objects in the old space for good ("pretenuring"). The write path runs unoptimized,
 // leaving that trace, the first time a process writes at load (benchmarks/README.md, "sixth
 // pass"): when the decision went that way, every later request's save objects were born old and
-// each minor GC took 2-4 times as long. `new` of a class leaves no such trace.
+// each minor GC took 2-4 times as long. `new` of a class leaves no such trace, nor does an array
+// made by Array.of (a builtin), where `[]` has a site of its own.
 
 /** One session's save waiting in its key's queue. */
 class Job {
@@ -52,7 +53,7 @@ class Job {
  * requests of one hot session never conflict with each other, and a burst costs one round trip.
  */
 class Queue {
-  waiting: Job[] = []
+  waiting: Job[] = Array.of()
   /** What this process last wrote under the key while the queue was busy: the next batch starts from it. */
   latest: Decoded | undefined = undefined
 }
@@ -155,7 +156,7 @@ export class Writer {
       }
       const fresh = new Queue()
       this.#queues.set(key, fresh)
-      void this.#drain(key, fresh, [job])
+      void this.#drain(key, fresh, Array.of(job))
     })
   }
 
@@ -171,7 +172,7 @@ export class Writer {
         }
       }
       batch = queue.waiting
-      queue.waiting = []
+      queue.waiting = Array.of()
     }
     this.#queues.delete(key)
   }
