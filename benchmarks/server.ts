@@ -249,7 +249,8 @@ const setups: Record<VariantName, Setup> = {
   // node-redis 6 gives every command a 5 s timeout by default, through an AbortSignal.timeout()
   // per command, about a third of a /read request's server CPU on Node 20. This floor turns it
   // off, to show what a client configured without it can reach (a plugin can bound the wait
-  // with one plain timer instead). Information only: the issue's targets stay on floor-redis.
+  // with one plain timer instead). Issue 18's targets are against this floor; issue 6's against
+  // floor-redis.
   'floor-redis-notimeout': floor({ commandOptions: { timeout: 0 } }),
 
   'quart-memory': quart('memory'),
