@@ -1,6 +1,7 @@
 // Mutations of handed-out objects are found, through the cheap copy or the serializer fallback.
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import fc from 'fast-check'
 import { snapshot, unchanged, UNCOMPARABLE } from '../lib/snapshot.js'
 import './helpers/session-data.js'
 import { build, cookieOf, CountingStore } from './helpers/app.js'
@@ -26,6 +27,34 @@ describe('snapshot and unchanged', () => {
       assert.equal(unchanged(copy, value), false, 'different after')
     })
   }
+
+  it('a copy equals its source at every depth and shares no object with it, "__proto__" keys included', () => {
+    // Keys a record can hold, "__proto__" among them (JSON.parse makes it an own data key).
+    const key = fc.oneof(fc.string({ maxLength: 6 }), fc.constantFrom('__proto__', 'constructor', '0', '10'))
+    const value = fc.letrec((tie) => ({
+      leaf: fc.oneof(fc.string({ maxLength: 4 }), fc.double(), fc.boolean(), fc.constant(null)),
+      node: fc.oneof({ depthSize: 'small' }, tie('leaf'), fc.array(tie('node'), { maxLength: 4 }), fc.dictionary(key, tie('node'), { maxKeys: 6 }))
+    })).node
+    const objects = (v: unknown, seen: object[] = []): object[] => {
+      if (typeof v === 'object' && v !== null) {
+        seen.push(v)
+        for (const k of Object.keys(v)) objects((v as Record<string, unknown>)[k], seen)
+      }
+      return seen
+    }
+    fc.assert(fc.property(value, (source) => {
+      // Through JSON, as a record's data arrives: "__proto__" an own key, not the prototype.
+      const data = JSON.parse(JSON.stringify(source) ?? 'null')
+      const copy = snapshot(data)
+      assert.deepStrictEqual(copy, data)
+      assert.ok(unchanged(copy, data))
+      const theirs = new Set(objects(data))
+      for (const mine of objects(copy)) {
+        assert.ok(!theirs.has(mine), 'an object of the copy is the source\'s own')
+        if (!Array.isArray(mine)) assert.equal(Object.getPrototypeOf(mine), Object.prototype)
+      }
+    }), { numRuns: 300 })
+  })
 
   it('NaN and -0 compare as themselves', () => {
     const value = { n: NaN, z: -0 }
