@@ -85,9 +85,13 @@ export class Backend {
     return moveLegacy(this.store, this.keys, this.codec, this.lifetime, id)
   }
 
-  /** A stored text as a record this session may own; throws FST_QUART_SESSION_CORRUPT_RECORD. */
+  /**
+   * A stored text as the record of a session a request loads, its objects possibly shared with the
+   * parse cache (RecordCodec.share: the session copies what it hands out); throws
+   * FST_QUART_SESSION_CORRUPT_RECORD.
+   */
   open (id: string, stored: string): Decoded {
-    return this.codec.open(stored, this.keys.of(id))
+    return this.codec.share(stored, this.keys.of(id))
   }
 
   /** Remove a record; `expected`: only if it is still that text (an expired record another process may just have renewed). */

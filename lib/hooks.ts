@@ -201,7 +201,7 @@ export function createLoadHook (options: ResolvedOptions, backend: Backend, sign
   function admit (request: FastifyRequest, id: string, raw: string, signed: string | undefined, decoded: Decoded, address: string | undefined, now: number): SessionState {
     // Sessions from before protection was on, or pinned with an older secret, are pinned on their next write.
     const pin = pinner === undefined ? decoded.record.pin : pinner.pin(address)
-    const state = new SessionState({ id, record: decoded.record, encoded: decoded, permanent: backend.permanent, pin, now })
+    const state = new SessionState({ id, record: decoded.record, encoded: decoded, shared: decoded.shared, permanent: backend.permanent, pin, now })
     state.hadCookie = true
     if (backend.lifetime.refreshDue(state, now)) state.changes.touch = true
     if (signed === undefined) {

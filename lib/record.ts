@@ -51,6 +51,11 @@ export interface Encoded {
 
 export interface Decoded extends Encoded {
   record: SessionRecord
+  /**
+   * From `share`: the parse cache's own data, whose object values `record.data` holds as they are
+   * (a shallow copy). A session copies one of them when it hands it out (SessionState.shared).
+   */
+  shared?: Data
 }
 
 /** A step between the serializer's text and the store (encryption at rest); bound to the store key. */
@@ -153,6 +158,27 @@ export class RecordCodec {
       // The latest text, or the one before it (this read was answered before a write landed): a copy of its record.
       const match = known.plain === plain ? known : known.older?.plain === plain ? known.older : undefined
       if (match !== undefined) return { record: withData(match.record, snapshot(match.record.data) as Data), stored, plain }
+    }
+    const record = this.parse(plain)
+    this.#keep(key, plain, record, known)
+    return { record, stored, plain }
+  }
+
+  /**
+   * Like `open`, for a session loaded by a request: from the parse cache, the record's data is a
+   * shallow copy whose object values are the cache's own (`shared`), so that a read costs no deep
+   * copy of the whole record; the session copies only the objects it hands out. Anything else
+   * that takes such data must not mutate its objects.
+   */
+  share (stored: string, key: string): Decoded {
+    const plain = this.#plain(stored, key)
+    const known = this.#decoded.get(key)
+    if (known !== undefined) {
+      const match = known.plain === plain ? known : known.older?.plain === plain ? known.older : undefined
+      if (match !== undefined) {
+        const shared = match.record.data
+        return { record: withData(match.record, { ...shared }), stored, plain, shared }
+      }
     }
     const record = this.parse(plain)
     this.#keep(key, plain, record, known)

@@ -84,6 +84,7 @@ export class Renewal {
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       const newId = generateId()
       const newKey = this.#keys.of(newId)
+      // Its data may share objects with the parse cache (RecordCodec.share): `shared` goes along.
       const record: SessionRecord = { ...current.record, touched: now, born: now }
       const encoded = this.#codec.encode(record, newKey)
       const ttl = this.#lifetime.ttl({ created: record.created ?? now, touched: now, cookieOptions: record.cookie }, now, now)
@@ -93,13 +94,13 @@ export class Renewal {
         await store.set(newKey, encoded.stored, ttl)
         await store.set(oldKey, marker.stored, this.grace)
         this.#published(newId, id)
-        return { kind: 'renewed', id: newId, decoded: { ...encoded, record } }
+        return { kind: 'renewed', id: newId, decoded: { ...encoded, record, shared: current.shared } }
       }
       // A taken id (192 random bits: practically never): another one.
       if (!await cas(newKey, undefined, encoded.stored, ttl)) continue
       if (await cas(oldKey, current.stored, marker.stored, this.grace)) {
         this.#published(newId, id)
-        return { kind: 'renewed', id: newId, decoded: { ...encoded, record } }
+        return { kind: 'renewed', id: newId, decoded: { ...encoded, record, shared: current.shared } }
       }
       // Lost: our new record goes, and what is under the old key now decides.
       await cas(newKey, encoded.stored, undefined, 0)

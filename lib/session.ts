@@ -3,6 +3,7 @@ import type { Backend } from './backend.js'
 import type { Data } from './record.js'
 import { FST_QUART_SESSION_CALLBACK, FST_QUART_SESSION_DISABLED, FST_QUART_SESSION_INVALID_ARGUMENT, FST_QUART_SESSION_INVALID_KEY } from './errors.js'
 import { UNCOMPARABLE, snapshot } from './snapshot.js'
+import { define } from './merge.js'
 import { type SessionCookieOptions, checkSessionCookieOptions } from './cookie.js'
 import { SessionState } from './state.js'
 import { kBackend, kProxy, kState } from './symbols.js'
@@ -89,7 +90,7 @@ export class Session {
     const data = state.data
     const value = Object.hasOwn(data, key) ? data[key] : undefined
     // The caller may mutate what it gets back: compare it at the end of the request.
-    if (typeof value === 'object' && value !== null) expose(state, key, value)
+    if (typeof value === 'object' && value !== null) return handOut(state, key, value) as SessionValue<Key>
     return value as SessionValue<Key> | undefined
   }
 
@@ -111,7 +112,9 @@ export class Session {
       // An object in place of the loaded one (`set('flash', {})` on every page) is a change only if
       // it differs: compared at the end, like an object handed out by `get`.
       const exposed = changes.exposed ??= new Map()
-      const baseline = exposed.has(key) ? exposed.get(key) : snapshot(data[key])
+      const loaded = data[key]
+      // The parse cache's own object is never mutated: it is its own baseline.
+      const baseline = exposed.has(key) ? exposed.get(key) : isShared(state, key, loaded) ? loaded : snapshot(loaded)
       if (baseline !== UNCOMPARABLE) {
         exposed.set(key, baseline)
         data[key] = value
@@ -160,7 +163,7 @@ export class Session {
     const data = state.data
     for (const key in data) {
       const value = data[key]
-      if (typeof value === 'object' && value !== null) expose(state, key, value)
+      if (typeof value === 'object' && value !== null) handOut(state, key, value)
     }
     return { ...data }
   }
@@ -265,6 +268,33 @@ function changed (state: SessionState): void {
 function expose (state: SessionState, key: string, value: unknown): void {
   const exposed = state.changes.exposed ??= new Map()
   if (!exposed.has(key)) exposed.set(key, snapshot(value))
+}
+
+/** Whether `value`, under `key` of the session's data, is still the parse cache's own object. */
+function isShared (state: SessionState, key: string, value: unknown): boolean {
+  const shared = state.shared
+  return shared !== undefined && Object.hasOwn(shared, key) && shared[key] === value
+}
+
+/**
+ * An object of the data, for a caller that may mutate it. One still shared with the parse cache
+ * (a loaded session copies only what it hands out) is first replaced by a copy of its own, and
+ * the cache's object is what the copy is compared against at the end of the request; any other
+ * is copied to compare against, as it is now.
+ */
+function handOut (state: SessionState, key: string, value: object): unknown {
+  if (isShared(state, key, value)) {
+    // The cache keeps only data a copy can compare, so this copy never fails.
+    const own = snapshot(value)
+    if (own !== UNCOMPARABLE) {
+      define(state.data, key, own)
+      const exposed = state.changes.exposed ??= new Map()
+      if (!exposed.has(key)) exposed.set(key, value)
+      return own
+    }
+  }
+  expose(state, key, value)
+  return value
 }
 
 /**

@@ -64,6 +64,8 @@ export interface StateInit {
   record?: SessionRecord
   /** The record's text as stored and as compared (what `record` was opened from). */
   encoded?: Encoded
+  /** The parse cache's data whose objects `record.data` shares (Decoded.shared). */
+  shared?: Data
   /** The default of `permanent` for a fresh session. */
   permanent: boolean
   pin?: string
@@ -80,6 +82,12 @@ export class SessionState implements Dated {
   /** '' until something needs an id: most fresh sessions never do (nothing stored). */
   id: string
   data: Data
+  /**
+   * The parse cache's data that `data`'s object values came from as they are (the cache's own
+   * objects, which nobody mutates): such a value is copied before it is handed out. Kept for the
+   * session's life: values kept across regenerate() are still the cache's.
+   */
+  readonly shared: Data | undefined
   /** The text the backend holds for this id (what a compare-and-set expects); undefined: nothing stored. */
   stored: string | undefined
   /** The serializer's text of that record (what change detection compares). */
@@ -124,6 +132,7 @@ export class SessionState implements Dated {
     const { record, encoded, now } = init
     this.id = init.id ?? ''
     this.data = record?.data ?? {}
+    this.shared = init.shared
     this.stored = encoded?.stored
     this.plain = encoded?.plain
     this.isNew = encoded === undefined

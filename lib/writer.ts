@@ -6,7 +6,7 @@ import type { Renewal } from './renewal.js'
 import { type Data, type Decoded, type Encoded, type RecordCodec, type SessionRecord, isEmpty } from './record.js'
 import { nowSeconds } from './lifetime.js'
 import { ABSENT, define, merge, mergeValue } from './merge.js'
-import { UNCOMPARABLE } from './snapshot.js'
+import { UNCOMPARABLE, snapshot } from './snapshot.js'
 import { isMarker } from './renewal.js'
 import { FST_QUART_SESSION_CONFLICT, FST_QUART_SESSION_GONE, backendError } from './errors.js'
 
@@ -377,11 +377,20 @@ export class Writer {
 /** Each update's function on the value as it stands; its result is what the update resolves with. */
 function applyUpdates (data: Data, updates: Update[]): void {
   for (const update of updates) {
-    const value = update.fn(Object.hasOwn(data, update.key) ? data[update.key] : undefined)
+    const current = Object.hasOwn(data, update.key) ? data[update.key] : undefined
+    // `fn` should be pure; one that mutates the object it is given and returns it must still not
+    // reach an object the data shares (with the parse cache, with the record last written).
+    const value = update.fn(typeof current === 'object' && current !== null ? ownCopy(current) : current)
     update.value = value
     if (value === undefined) delete data[update.key]
     else data[update.key] = value
   }
+}
+
+/** A copy of plain data; a value a copy cannot make (a Date, a Map) as it is. */
+function ownCopy (value: object): unknown {
+  const copy = snapshot(value)
+  return copy === UNCOMPARABLE ? value : copy
 }
 
 function settleUpdates (updates: Update[] | null, _data: Data): void {

@@ -121,4 +121,87 @@ describe('parsed records are copied, never shared', () => {
     assert.deepEqual((await app.inject({ url: '/show', headers: { cookie: set.pair } })).json(), { items: ['apple'] })
     await app.close()
   })
+
+  // A loaded session's data shares the parse cache's objects until one is handed out: every way a
+  // handler reaches an object must give it a copy, or the next request would see what this one
+  // scribbled (reload() reads the same text back, served by the cache).
+  const paths: Array<[string, (session: any) => { items: string[] }]> = [
+    ['get()', (session) => session.get('cart')],
+    ['data()', (session) => session.data().cart],
+    ['a property (@fastify/session style)', (session) => session.cart],
+    ['a spread of the session', (session) => ({ ...session }).cart],
+    ['Object.entries of the session', (session) => Object.fromEntries(Object.entries(session)).cart]
+  ]
+  for (const [name, reach] of paths) {
+    it(`an object reached through ${name} and mutated is the request's own`, async () => {
+      const store = new CountingStore()
+      const app = await build({ store }, (app) => {
+        app.get('/init', async (request) => { request.session.set('cart', { items: ['apple'] }); request.session.set('counter', 1); return 'ok' })
+        app.get('/scribble', async (request) => {
+          reach(request.session).items.push('stolen')
+          await request.session.reload()
+          return request.session.get('cart')
+        })
+        app.get('/show', async (request) => request.session.get('cart'))
+      })
+      const set = cookieOf(await app.inject('/init'))
+      assert.ok(set)
+      // Twice: the first read parses and fills the cache, the second is served from it.
+      for (let i = 0; i < 2; i++) assert.deepEqual((await app.inject({ url: '/show', headers: { cookie: set.pair } })).json(), { items: ['apple'] })
+      store.reset()
+      assert.deepEqual((await app.inject({ url: '/scribble', headers: { cookie: set.pair } })).json(), { items: ['apple'] })
+      assert.deepEqual((await app.inject({ url: '/show', headers: { cookie: set.pair } })).json(), { items: ['apple'] })
+      assert.equal(store.count('cas'), 0, 'nothing changed, so nothing was written')
+      await app.close()
+    })
+  }
+
+  it('an update() whose function mutates the object it is given leaves the cached record alone', async () => {
+    const store = new CountingStore()
+    const app = await build({ store }, (app) => {
+      app.get('/init', async (request) => { request.session.set('cart', { items: ['apple'] }); return 'ok' })
+      app.get('/add', async (request) => {
+        // Not pure, against the documentation, and common: it must still store exactly its result.
+        return await request.session.update('cart', (cart: any) => { cart.items.push('pear'); return cart })
+      })
+      // Mutates, then fails: nothing is written, so the stored text (served by the cache) stays.
+      app.get('/fail', async (request) => {
+        try {
+          await request.session.update('cart', (cart: any) => { cart.items.push('plum'); throw new Error('changed my mind') })
+        } catch {}
+        return 'ok'
+      })
+      app.get('/show', async (request) => request.session.get('cart'))
+    })
+    const set = cookieOf(await app.inject('/init'))
+    assert.ok(set)
+    for (let i = 0; i < 2; i++) await app.inject({ url: '/show', headers: { cookie: set.pair } })
+    await app.inject({ url: '/fail', headers: { cookie: set.pair } })
+    assert.deepEqual((await app.inject({ url: '/show', headers: { cookie: set.pair } })).json(), { items: ['apple'] })
+    assert.deepEqual((await app.inject({ url: '/add', headers: { cookie: set.pair } })).json(), { items: ['apple', 'pear'] })
+    assert.deepEqual((await app.inject({ url: '/show', headers: { cookie: set.pair } })).json(), { items: ['apple', 'pear'] })
+    assert.deepEqual((await app.inject({ url: '/add', headers: { cookie: set.pair } })).json(), { items: ['apple', 'pear', 'pear'] })
+    await app.close()
+  })
+
+  it('a set() over a loaded object, then a mutation of the loaded one read before, is compared against what was loaded', async () => {
+    const store = new CountingStore()
+    const app = await build({ store }, (app) => {
+      app.get('/init', async (request) => { request.session.set('cart', { items: ['apple'] }); return 'ok' })
+      // The same value set back: no change, no write.
+      app.get('/same', async (request) => { request.session.set('cart', { items: ['apple'] }); return 'ok' })
+      app.get('/other', async (request) => { request.session.set('cart', { items: ['kiwi'] }); return 'ok' })
+      app.get('/show', async (request) => request.session.get('cart'))
+    })
+    const set = cookieOf(await app.inject('/init'))
+    assert.ok(set)
+    for (let i = 0; i < 2; i++) await app.inject({ url: '/show', headers: { cookie: set.pair } })
+    store.reset()
+    await app.inject({ url: '/same', headers: { cookie: set.pair } })
+    assert.equal(store.count('cas'), 0)
+    await app.inject({ url: '/other', headers: { cookie: set.pair } })
+    assert.equal(store.count('cas'), 1)
+    assert.deepEqual((await app.inject({ url: '/show', headers: { cookie: set.pair } })).json(), { items: ['kiwi'] })
+    await app.close()
+  })
 })
