@@ -152,16 +152,7 @@ export class RecordCodec {
    * FST_QUART_SESSION_CORRUPT_RECORD when it is not one of ours.
    */
   open (stored: string, key: string): Decoded {
-    const plain = this.#plain(stored, key)
-    const known = this.#decoded.get(key)
-    if (known !== undefined) {
-      // The latest text, or the one before it (this read was answered before a write landed): a copy of its record.
-      const match = known.plain === plain ? known : known.older?.plain === plain ? known.older : undefined
-      if (match !== undefined) return { record: withData(match.record, snapshot(match.record.data) as Data), stored, plain }
-    }
-    const record = this.parse(plain)
-    this.#keep(key, plain, record, known)
-    return { record, stored, plain }
+    return this.#open(stored, key, false)
   }
 
   /**
@@ -171,13 +162,19 @@ export class RecordCodec {
    * that takes such data must not mutate its objects.
    */
   share (stored: string, key: string): Decoded {
+    return this.#open(stored, key, true)
+  }
+
+  #open (stored: string, key: string, share: boolean): Decoded {
     const plain = this.#plain(stored, key)
     const known = this.#decoded.get(key)
     if (known !== undefined) {
+      // The latest text, or the one before it (this read was answered before a write landed): a copy of its record.
       const match = known.plain === plain ? known : known.older?.plain === plain ? known.older : undefined
       if (match !== undefined) {
-        const shared = match.record.data
-        return { record: withData(match.record, { ...shared }), stored, plain, shared }
+        const cached = match.record.data
+        if (share) return { record: withData(match.record, { ...cached }), stored, plain, shared: cached }
+        return { record: withData(match.record, snapshot(cached) as Data), stored, plain }
       }
     }
     const record = this.parse(plain)
