@@ -360,9 +360,12 @@ export class FilesystemStore implements SessionStore {
   /** A use moves the file's atime (mtime stays the last write); shared by every process. */
   #recordUse (pinned: Pinned, info: Stats): void {
     // Date.now() drops the fraction of a millisecond that file times keep: a read right after a
-    // write could be stamped before it and rank as the older use. One millisecond on top ranks
-    // the read after every write that came before it.
-    const now = Date.now() + 1
+    // write could be stamped before it and rank as the older use. Two milliseconds on top rank the
+    // read after every write that came before it: one is not enough, because the time reaches the
+    // file as a double of seconds that libuv cuts to whole microseconds, rounding down (T + 1 ms
+    // lands at T + 0.999 ms, the stamp a write late in millisecond T gets; its test then evicted
+    // the session just read in one run of five).
+    const now = Date.now() + 2
     const last = usedAt(info)
     if (pinned.closed || (last >= this.#lastCreated && now - last < USE_EVERY_MS)) return
     pinned.busy = pinned.busy.then(async () => { await this.#io.futimes(pinned.fd, now / 1000, info.mtimeMs / 1000) }).catch(() => {})
